@@ -1,0 +1,29 @@
+# Two commands for a fresh machine: `make run` trains MNIST, `make test` runs the test suite.
+# Both first create .venv and install requirements.txt (again only when the file changed).
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/requirements.installed
+
+.PHONY: setup run test bench clean
+
+setup:
+	@test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
+	@cmp -s requirements.txt $(INSTALLED) || { \
+		$(VENV_PYTHON) -m pip install --upgrade pip && \
+		$(VENV_PYTHON) -m pip install -r requirements.txt && \
+		cp requirements.txt $(INSTALLED); }
+
+run: setup
+	$(VENV_PYTHON) -m app.train mnist
+
+test: setup
+	$(VENV_PYTHON) -m pytest
+
+bench: setup
+	$(VENV_PYTHON) bench/mnist_vs_peer.py
+	$(VENV_PYTHON) bench/lstm_vs_peer.py
+
+clean:
+	rm -rf runs notebooks/executed .pytest_cache

@@ -1,0 +1,101 @@
+"""Export a trained model as a TensorFlow Serving SavedModel: ``<out>/<name>/<version>/``.
+
+Each export gets the next integer version. It is written to a hidden temporary directory first and
+renamed into place, so TensorFlow Serving (which ignores non-numeric directories) never loads a
+half-written version. ``assets.extra/fromzero.json`` records what the export is; other small files
+(e.g. the vocabulary) can be written beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+METADATA_FILE = "fromzero.json"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One SavedModel signature: a function of named tensors returning a dict of named tensors."""
+
+    name: str
+    fn: Callable[..., dict]
+    input_signature: list[tf.TensorSpec]
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """Everything a task exports: signatures, extra objects they use, metadata and side files."""
+
+    endpoints: list[Endpoint]
+    tracked: list = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+    extra_files: dict[str, str] = field(default_factory=dict)
+
+
+def versions(model_dir: Path) -> list[int]:
+    """The complete versions under ``model_dir``, oldest first."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(entry.name) for entry in model_dir.iterdir() if entry.name.isdigit() and entry.is_dir())
+
+
+def export_model(model: keras.Model, spec: ExportSpec, out_dir: str | Path, name: str) -> Path:
+    """Write ``model`` with ``spec``'s signatures as the next version of ``out_dir/name``."""
+    model_dir = Path(out_dir) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = model_dir / f".staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for obj in spec.tracked:
+        archive.track(obj)
+    for endpoint in spec.endpoints:
+        archive.add_endpoint(endpoint.name, endpoint.fn, input_signature=endpoint.input_signature)
+    archive.write_out(str(staging), verbose=False)
+
+    extra = staging / "assets.extra"
+    extra.mkdir(exist_ok=True)
+    metadata = {"name": name, "signatures": [endpoint.name for endpoint in spec.endpoints], **spec.metadata}
+    (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    for filename, text in spec.extra_files.items():
+        (extra / filename).write_text(text, encoding="utf-8")
+    return _publish(staging, model_dir)
+
+
+def _publish(staging: Path, model_dir: Path) -> Path:
+    """Rename the finished export to the next free version number (atomic on one file system)."""
+    while True:
+        target = model_dir / str((versions(model_dir) or [0])[-1] + 1)
+        try:
+            os.rename(staging, target)
+            return target
+        except OSError:
+            if not target.exists():
+                raise
+
+
+def resolve_version(model_dir: str | Path, version: int | None = None) -> Path:
+    """The directory of ``version`` (default: the newest) under ``model_dir``; FileNotFoundError if none."""
+    model_dir = Path(model_dir)
+    if (model_dir / "saved_model.pb").is_file() and version is None:
+        return model_dir
+    available = versions(model_dir)
+    if not available:
+        raise FileNotFoundError(f"no exported versions under {model_dir}")
+    chosen = available[-1] if version is None else version
+    if chosen not in available:
+        raise FileNotFoundError(f"version {chosen} not found under {model_dir} (available: {available})")
+    return model_dir / str(chosen)
+
+
+def read_metadata(export_dir: str | Path) -> dict:
+    return json.loads((Path(export_dir) / "assets.extra" / METADATA_FILE).read_text())

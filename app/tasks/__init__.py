@@ -1,0 +1,10 @@
+"""The models the trainer knows, by command-line name. Each task says how to load its data, build its
+model, score it and export it; the one trainer in `app.trainer` does the rest."""
+
+from app.tasks.base import Task, TaskData
+from app.tasks.lm import LanguageModelTask
+from app.tasks.mnist import MnistTask
+
+TASKS = {"mnist": MnistTask, "lm": LanguageModelTask}
+
+__all__ = ["TASKS", "Task", "TaskData", "LanguageModelTask", "MnistTask"]

@@ -1,0 +1,66 @@
+"""The contract between a model and the shared trainer."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from app.export import ExportSpec
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    """A task's own defaults for the generic training flags (the user's flags override them)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Batched datasets ready for `fit`/`evaluate`, plus what the task needs to build and export."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    evaluation: tf.data.Dataset
+    evaluation_split: str
+    train_examples: int
+    description: str
+    extras: object = None
+
+
+class Task(abc.ABC):
+    """One model: its data, its architecture, its loss and metrics, its serving signatures."""
+
+    name: str
+    export_name: str
+    defaults: TrainDefaults
+    # Whether XLA speeds up this model's training on CPU, as measured by bench/jit_choice.py.
+    jit_compile_on_cpu: bool
+
+    @abc.abstractmethod
+    def load_data(self, data_dir: str | None, batch_size: int, seed: int, max_train_samples: int | None) -> TaskData:
+        """Locate and read the data, returning batched datasets."""
+
+    @abc.abstractmethod
+    def build_model(self, data: TaskData) -> keras.Model:
+        """Build the (uncompiled) model for this data."""
+
+    @abc.abstractmethod
+    def loss(self) -> keras.losses.Loss:
+        """The training loss, matched to the model's outputs and labels."""
+
+    def metrics(self) -> list:
+        return ["accuracy"]
+
+    def summarize(self, evaluation: dict, data: TaskData) -> dict:
+        """Turn `model.evaluate` results into the reported metrics."""
+        return {f"{data.evaluation_split}_{name}": float(value) for name, value in evaluation.items()}
+
+    @abc.abstractmethod
+    def export_spec(self, model: keras.Model, data: TaskData) -> ExportSpec:
+        """The serving signatures (and side files) of an export."""

@@ -1,0 +1,102 @@
+"""Task: the LSTM language model, scored on the held-out end of the text (loss, perplexity, bits per token)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from app.export import Endpoint, ExportSpec
+from app.tasks.base import Task, TaskData, TrainDefaults
+from data_pipelines.text import TextConfig, load_text
+from models.lstm_lm import LstmLmConfig, build_lstm_lm
+
+
+@dataclass(frozen=True)
+class LanguageModelTask(Task):
+    tokenizer: str = "char"
+    seq_len: int = 100
+    text_file: str | None = None
+    embedding_dim: int = 256
+    lstm_units: int = 128
+    num_layers: int = 1
+
+    name = "lm"
+    export_name = "lm"
+    defaults = TrainDefaults(epochs=10, batch_size=64, learning_rate=2e-3)
+    jit_compile_on_cpu = False
+
+    def load_data(self, data_dir, batch_size, seed, max_train_samples) -> TaskData:
+        text = load_text(
+            TextConfig(
+                data_dir=data_dir,
+                text_file=self.text_file,
+                tokenizer=self.tokenizer,
+                seq_len=self.seq_len,
+                batch_size=batch_size,
+                max_train_samples=max_train_samples,
+                seed=seed,
+            )
+        )
+        return TaskData(
+            train=text.train,
+            validation=text.validation,
+            evaluation=text.validation,
+            evaluation_split="validation",
+            train_examples=text.counts["train tokens"],
+            description=text.describe(),
+            extras=text.tokenizer,
+        )
+
+    def build_model(self, data: TaskData) -> keras.Model:
+        return build_lstm_lm(
+            LstmLmConfig(
+                vocab_size=data.extras.vocab_size,
+                embedding_dim=self.embedding_dim,
+                lstm_units=self.lstm_units,
+                num_layers=self.num_layers,
+            )
+        )
+
+    def loss(self):
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def summarize(self, evaluation: dict, data: TaskData) -> dict:
+        loss = float(evaluation["loss"])
+        return {
+            "validation_loss": loss,
+            "validation_accuracy": float(evaluation["accuracy"]),
+            "perplexity": math.exp(loss),
+            f"bits_per_{data.extras.level}": loss / math.log(2),
+        }
+
+    def export_spec(self, model: keras.Model, data: TaskData) -> ExportSpec:
+        tokenizer = data.extras
+
+        def next_token_logits(token_ids):
+            return {"logits": model(token_ids, training=False)}
+
+        def encode(text):
+            return {"token_ids": tokenizer.encode(text)}
+
+        def decode(token_ids):
+            return {"text": tokenizer.decode(token_ids)}
+
+        return ExportSpec(
+            endpoints=[
+                Endpoint("serving_default", next_token_logits, [tf.TensorSpec([None, None], tf.int32, name="token_ids")]),
+                Endpoint("encode", encode, [tf.TensorSpec([], tf.string, name="text")]),
+                Endpoint("decode", decode, [tf.TensorSpec([None], tf.int32, name="token_ids")]),
+            ],
+            tracked=[tokenizer.to_ids, tokenizer.to_tokens],
+            metadata={
+                "task": self.name,
+                "tokenizer": tokenizer.level,
+                "seq_len": self.seq_len,
+                "vocab_size": tokenizer.vocab_size,
+            },
+            extra_files={"vocabulary.json": json.dumps(tokenizer.tokens_by_id, ensure_ascii=False)},
+        )

@@ -1,0 +1,57 @@
+"""Task: the dense MNIST classifier, scored on the full 10k test set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import keras
+import tensorflow as tf
+
+from app.export import Endpoint, ExportSpec
+from app.tasks.base import Task, TaskData, TrainDefaults
+from data_pipelines.mnist import IMAGE_PIXELS, MnistConfig, load_mnist
+from models.dense_mnist import DenseMnistConfig, build_dense_mnist
+
+
+@dataclass(frozen=True)
+class MnistTask(Task):
+    model_config: DenseMnistConfig = field(default_factory=DenseMnistConfig)
+
+    name = "mnist"
+    export_name = "mnist"
+    defaults = TrainDefaults(epochs=20, batch_size=32, learning_rate=1e-3)
+    jit_compile_on_cpu = True
+
+    def load_data(self, data_dir, batch_size, seed, max_train_samples) -> TaskData:
+        mnist = load_mnist(MnistConfig(data_dir, max_train_samples=max_train_samples, batch_size=batch_size, seed=seed))
+        return TaskData(
+            train=mnist.train,
+            validation=mnist.validation,
+            evaluation=mnist.test,
+            evaluation_split="test",
+            train_examples=mnist.counts["train"],
+            description=mnist.describe(),
+        )
+
+    def build_model(self, data: TaskData) -> keras.Model:
+        return build_dense_mnist(self.model_config)
+
+    def loss(self):
+        # Integer labels 0-9 and a softmax output: sparse categorical cross-entropy.
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def export_spec(self, model: keras.Model, data: TaskData) -> ExportSpec:
+        def classify(images):
+            probabilities = model(images, training=False)
+            return {"probabilities": probabilities, "class_ids": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
+
+        def classify_uint8(images):
+            return classify(tf.reshape(tf.cast(images, tf.float32) / 255.0, [-1, IMAGE_PIXELS]))
+
+        return ExportSpec(
+            endpoints=[
+                Endpoint("serving_default", classify, [tf.TensorSpec([None, IMAGE_PIXELS], tf.float32, name="images")]),
+                Endpoint("classify_uint8", classify_uint8, [tf.TensorSpec([None, 28, 28], tf.uint8, name="images")]),
+            ],
+            metadata={"task": self.name, "input": "images: float32 [N, 784] in [0, 1] (or uint8 [N, 28, 28] via classify_uint8)"},
+        )

@@ -1,0 +1,71 @@
+"""Train, evaluate and export a model: ``python -m app.train {mnist,lm} [flags]``.
+
+The flags only fill in `TrainConfig` (generic) and the task's own dataclass; `app.trainer.train`
+does the work. The last line printed is a JSON summary of the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from app.cli import ArgumentParser, positive_float, positive_int, run_command
+
+TASK_NAMES = ("mnist", "lm")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m app.train", description=__doc__.splitlines()[0])
+    tasks = parser.add_subparsers(dest="task", required=True, metavar="{mnist,lm}", parser_class=ArgumentParser)
+    mnist = tasks.add_parser("mnist", help="dense 784-64-64-10 network on MNIST digits")
+    mnist.add_argument("--dropout-rate", type=float, default=0.0, help="dropout after each hidden layer (default off)")
+    lm = tasks.add_parser("lm", help="LSTM language model on Tiny Shakespeare (or --text-file)")
+    lm.add_argument("--tokenizer", choices=("char", "word"), default="char", help="character or word tokens")
+    lm.add_argument("--seq-len", type=positive_int, default=100, help="tokens per training window")
+    lm.add_argument("--text-file", help="train on this UTF-8 text file instead of Tiny Shakespeare")
+    lm.add_argument("--lstm-units", type=positive_int, default=128)
+    lm.add_argument("--num-layers", type=positive_int, default=1)
+
+    for sub in (mnist, lm):
+        group = sub.add_argument_group("training")
+        group.add_argument("--epochs", type=positive_int, help="maximum epochs (early stopping may end sooner)")
+        group.add_argument("--batch-size", type=positive_int)
+        group.add_argument("--learning-rate", type=positive_float)
+        group.add_argument("--seed", type=int, default=0)
+        group.add_argument(
+            "--max-train-samples", type=positive_int,
+            help="keep only this many training examples (images for mnist, tokens of text for lm)",
+        )
+        group.add_argument("--data-dir", help="folder holding the data sets (else $FROMZERO_DATA, ../shared/data, online)")
+        group.add_argument("--out", default="saved_models", help="export base directory (default saved_models/)")
+        group.add_argument("--runs-dir", default="runs", help="where TensorBoard logs, history and checkpoints go")
+        group.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto", help="XLA compilation")
+        group.add_argument("--mixed-precision", choices=("auto", "off"), default="auto", help="auto = on GPU only")
+        group.add_argument("--steps-per-execution", type=positive_int, default=32, help="train steps per graph call")
+        group.add_argument("--patience", type=positive_int, default=3, help="early-stopping patience in epochs")
+        group.add_argument("--resume", action="store_true", help="continue the last interrupted run of this model")
+        group.add_argument("--quiet", action="store_true", help="print only the final JSON line")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    # TensorFlow loads only once the flags are known to be good, so a typo fails instantly.
+    from app.tasks import TASKS
+    from app.trainer import TrainConfig, train
+
+    config_fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{name: value for name, value in vars(args).items() if name in config_fields})
+    task_class = TASKS[args.task]
+    if args.task == "mnist":
+        from models.dense_mnist import DenseMnistConfig
+
+        task = task_class(model_config=DenseMnistConfig(dropout_rate=args.dropout_rate))
+    else:
+        task_fields = {field.name for field in dataclasses.fields(task_class)}
+        task = task_class(**{name: value for name, value in vars(args).items() if name in task_fields})
+    return train(task, config)
+
+
+if __name__ == "__main__":
+    run_command(main)

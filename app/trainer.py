@@ -1,0 +1,169 @@
+"""One training loop for every task: compile, fit with the standard callbacks, evaluate, plot, export.
+
+A run lives in ``runs/<task>/<timestamp>/``: TensorBoard logs, ``history.csv``, the best checkpoint,
+the training-curve PNG and, while it is unfinished, a ``backup/`` that ``--resume`` continues from.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import keras
+
+from app import devices
+from app.cli import Interrupted, TrainingFailed, UsageError
+from app.export import export_model
+from app.plots import plot_training_curves
+from app.tasks.base import Task
+
+BACKUP_DIR = "backup"
+HISTORY_FILE = "history.csv"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Generic training settings; ``None`` means "the task's default"."""
+
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    seed: int = 0
+    max_train_samples: int | None = None
+    data_dir: str | None = None
+    out: str = "saved_models"
+    runs_dir: str = "runs"
+    jit_compile: str = "auto"
+    mixed_precision: str = "auto"
+    steps_per_execution: int = 32
+    patience: int = 3
+    resume: bool = False
+    quiet: bool = False
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Measures time spent in training epochs (validation included), for samples/s."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = 0.0
+        self.epochs = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds += time.perf_counter() - self._start
+        self.epochs += 1
+
+
+class StopOnInvalidLoss(keras.callbacks.Callback):
+    """Stops at the first NaN or infinite loss and remembers where, for a clear error."""
+
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.where = f"epoch {self._epoch + 1}, batch {batch + 1}"
+            self.model.stop_training = True
+
+
+def run_directory(config: TrainConfig, task: Task) -> Path:
+    """A new timestamped run directory, or with ``resume`` the newest one left unfinished."""
+    task_runs = Path(config.runs_dir) / task.name
+    if config.resume:
+        unfinished = sorted(path.parent for path in task_runs.glob(f"*/{BACKUP_DIR}"))
+        if not unfinished:
+            raise UsageError(f"nothing to resume: no interrupted run under {task_runs}")
+        return unfinished[-1]
+    run_dir = task_runs / datetime.now().strftime("%Y%m%d-%H%M%S")
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = task_runs / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{suffix}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def train(task: Task, config: TrainConfig = TrainConfig()) -> dict:
+    """Train ``task``'s model end to end and return the run's summary (metrics, export, speed)."""
+    say = (lambda *args: None) if config.quiet else (lambda *args: print(*args, flush=True))
+    epochs = config.epochs or task.defaults.epochs
+    batch_size = config.batch_size or task.defaults.batch_size
+    learning_rate = config.learning_rate or task.defaults.learning_rate
+    keras.utils.set_random_seed(config.seed)
+
+    run_dir = run_directory(config, task)
+    data = task.load_data(config.data_dir, batch_size, config.seed, config.max_train_samples)
+    say(data.description)
+
+    jit_compile = devices.use_jit_compile(config.jit_compile, task.jit_compile_on_cpu)
+    policy = devices.set_precision_policy(config.mixed_precision)
+    strategy = devices.distribution_strategy()
+    say(devices.describe(jit_compile, policy, strategy))
+    with strategy.scope():
+        model = task.build_model(data)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=task.loss(),
+            metrics=task.metrics(),
+            jit_compile=jit_compile,
+            steps_per_execution=config.steps_per_execution,
+        )
+    if not config.quiet:
+        model.summary()
+
+    timer, invalid_loss = EpochTimer(), StopOnInvalidLoss()
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"), monitor="val_loss", save_best_only=True),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir)),
+        invalid_loss,
+        timer,
+    ]
+    say(f"training {task.name} for up to {epochs} epochs; logs in {run_dir}")
+    try:
+        model.fit(
+            data.train,
+            validation_data=data.validation,
+            epochs=epochs,
+            shuffle=False,  # the training dataset reshuffles itself every epoch
+            callbacks=callbacks,
+            verbose=0 if config.quiet else 2,
+        )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"training interrupted; finished epochs are kept in {run_dir / BACKUP_DIR}. "
+            f"Continue with: python -m app.train {task.name} --resume"
+        ) from None
+    if invalid_loss.where:
+        raise TrainingFailed(
+            f"the loss became NaN or infinite at {invalid_loss.where}; try a lower --learning-rate. "
+            f"The best epoch so far is saved in {run_dir / 'checkpoints' / 'best.keras'}"
+        )
+
+    metrics = task.summarize(model.evaluate(data.evaluation, verbose=0, return_dict=True), data)
+    say(f"{data.evaluation_split} metrics: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
+    curves = plot_training_curves(run_dir / HISTORY_FILE, run_dir / "training_curves.png", f"{task.name} training")
+    export_dir = export_model(model, task.export_spec(model, data), config.out, task.export_name)
+    say(f"exported SavedModel to {export_dir}; training curves in {curves}")
+    return {
+        "model": task.name,
+        "metrics": metrics,
+        "export_dir": str(export_dir),
+        "run_dir": str(run_dir),
+        "epochs_trained": timer.epochs,
+        "train_samples_per_s": round(data.train_examples * timer.epochs / timer.seconds, 1) if timer.seconds else None,
+    }
