@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     else:
         task_fields = {field.name for field in dataclasses.fields(task_class)}
         task = task_class(**{name: value for name, value in vars(args).items() if name in task_fields})
-    return train(task, config)
+    return train(task, config).summary
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ the training-curve PNG and, while it is unfinished, a ``backup/`` that ``--resum
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +20,7 @@ from app import devices
 from app.cli import Interrupted, TrainingFailed, UsageError
 from app.export import export_model
 from app.plots import plot_training_curves
-from app.tasks.base import Task
+from app.tasks.base import Task, TaskData
 
 BACKUP_DIR = "backup"
 HISTORY_FILE = "history.csv"
@@ -44,6 +46,15 @@ class TrainConfig:
     quiet: bool = False
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    """The trained model and its data (for notebooks and tests) and the run's JSON summary."""
+
+    model: keras.Model
+    data: TaskData
+    summary: dict
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Measures time spent in training epochs (validation included), for samples/s."""
 
@@ -58,6 +69,40 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.seconds += time.perf_counter() - self._start
         self.epochs += 1
+
+
+class StopBetweenSteps(keras.callbacks.Callback):
+    """Ctrl-C or SIGTERM stops training at the next step boundary, never while a backup is being written.
+
+    A second signal stops at once. Use as a context manager around ``fit`` so the handlers are restored.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._request) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _request(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def _stop_if_requested(self, *args, **kwargs):
+        if self.requested:
+            raise KeyboardInterrupt
+
+    on_epoch_begin = on_train_batch_end = _stop_if_requested
 
 
 class StopOnInvalidLoss(keras.callbacks.Callback):
@@ -95,7 +140,7 @@ def run_directory(config: TrainConfig, task: Task) -> Path:
     return run_dir
 
 
-def train(task: Task, config: TrainConfig = TrainConfig()) -> dict:
+def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
     """Train ``task``'s model end to end and return the run's summary (metrics, export, speed)."""
     say = (lambda *args: None) if config.quiet else (lambda *args: print(*args, flush=True))
     epochs = config.epochs or task.defaults.epochs
@@ -123,9 +168,10 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> dict:
     if not config.quiet:
         model.summary()
 
-    timer, invalid_loss = EpochTimer(), StopOnInvalidLoss()
+    timer, invalid_loss, interrupt = EpochTimer(), StopOnInvalidLoss(), StopBetweenSteps()
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+        interrupt,
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"), monitor="val_loss", save_best_only=True),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
@@ -135,14 +181,15 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> dict:
     ]
     say(f"training {task.name} for up to {epochs} epochs; logs in {run_dir}")
     try:
-        model.fit(
-            data.train,
-            validation_data=data.validation,
-            epochs=epochs,
-            shuffle=False,  # the training dataset reshuffles itself every epoch
-            callbacks=callbacks,
-            verbose=0 if config.quiet else 2,
-        )
+        with interrupt:
+            model.fit(
+                data.train,
+                validation_data=data.validation,
+                epochs=epochs,
+                shuffle=False,  # the training dataset reshuffles itself every epoch
+                callbacks=callbacks,
+                verbose=0 if config.quiet else 2,
+            )
     except KeyboardInterrupt:
         raise Interrupted(
             f"training interrupted; finished epochs are kept in {run_dir / BACKUP_DIR}. "
@@ -159,7 +206,7 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> dict:
     curves = plot_training_curves(run_dir / HISTORY_FILE, run_dir / "training_curves.png", f"{task.name} training")
     export_dir = export_model(model, task.export_spec(model, data), config.out, task.export_name)
     say(f"exported SavedModel to {export_dir}; training curves in {curves}")
-    return {
+    summary = {
         "model": task.name,
         "metrics": metrics,
         "export_dir": str(export_dir),
@@ -167,3 +214,4 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> dict:
         "epochs_trained": timer.epochs,
         "train_samples_per_s": round(data.train_examples * timer.epochs / timer.seconds, 1) if timer.seconds else None,
     }
+    return TrainResult(model, data, summary)
