@@ -41,7 +41,7 @@ class TrainConfig:
     jit_compile: str = "auto"
     mixed_precision: str = "auto"
     steps_per_execution: int = 32
-    patience: int = 3
+    patience: int = 5
     resume: bool = False
     quiet: bool = False
 
@@ -155,7 +155,6 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
     jit_compile = devices.use_jit_compile(config.jit_compile, task.jit_compile_on_cpu)
     policy = devices.set_precision_policy(config.mixed_precision)
     strategy = devices.distribution_strategy()
-    say(devices.describe(jit_compile, policy, strategy))
     with strategy.scope():
         model = task.build_model(data)
         model.compile(
@@ -165,6 +164,7 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
             jit_compile=jit_compile,
             steps_per_execution=config.steps_per_execution,
         )
+    say(devices.describe(model.jit_compile, policy, strategy))
     if not config.quiet:
         model.summary()
 

