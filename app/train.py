@@ -48,7 +48,7 @@ def build_parser() -> ArgumentParser:
         group.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto", help="XLA compilation")
         group.add_argument("--mixed-precision", choices=("auto", "off"), default="auto", help="auto = on GPU only")
         group.add_argument("--steps-per-execution", type=positive_int, default=32, help="train steps per graph call")
-        group.add_argument("--patience", type=positive_int, default=5, help="early-stopping patience in epochs")
+        group.add_argument("--patience", type=positive_int, help="early-stopping patience in epochs")
         group.add_argument("--resume", action="store_true", help="continue the last interrupted run of this model")
         group.add_argument("--quiet", action="store_true", help="print only the final JSON line")
     return parser

@@ -41,7 +41,7 @@ class TrainConfig:
     jit_compile: str = "auto"
     mixed_precision: str = "auto"
     steps_per_execution: int = 32
-    patience: int = 5
+    patience: int | None = None
     resume: bool = False
     quiet: bool = False
 
@@ -146,6 +146,7 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
     epochs = config.epochs or task.defaults.epochs
     batch_size = config.batch_size or task.defaults.batch_size
     learning_rate = config.learning_rate or task.defaults.learning_rate
+    patience = config.patience or task.defaults.patience
     keras.utils.set_random_seed(config.seed)
 
     run_dir = run_directory(config, task)
@@ -172,7 +173,7 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
     callbacks = [
         interrupt,
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"), monitor="val_loss", save_best_only=True),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir)),

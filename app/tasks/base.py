@@ -18,6 +18,7 @@ class TrainDefaults:
     epochs: int
     batch_size: int
     learning_rate: float
+    patience: int
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ class LanguageModelTask(Task):
 
     name = "lm"
     export_name = "lm"
-    defaults = TrainDefaults(epochs=10, batch_size=64, learning_rate=2e-3)
+    defaults = TrainDefaults(epochs=10, batch_size=64, learning_rate=2e-3, patience=3)
     jit_compile_on_cpu = False
 
     def load_data(self, data_dir, batch_size, seed, max_train_samples) -> TaskData:

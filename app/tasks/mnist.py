@@ -16,12 +16,13 @@ from models.dense_mnist import DenseMnistConfig, build_dense_mnist
 @dataclass(frozen=True)
 class MnistTask(Task):
     # The seeds' network, plus dropout 0.2: on the 4,500-image offline subset the plain network
-    # overfits within ~8 epochs and stops near 0.925 test accuracy; with dropout it reaches ~0.933.
+    # overfits within ~8 epochs and stops near 0.925 test accuracy; with dropout it reaches ~0.935.
     model_config: DenseMnistConfig = field(default_factory=lambda: DenseMnistConfig(dropout_rate=0.2))
 
     name = "mnist"
     export_name = "mnist"
-    defaults = TrainDefaults(epochs=20, batch_size=32, learning_rate=1e-3)
+    # Dropout makes the validation loss noisy: a longer patience avoids stopping on a blip.
+    defaults = TrainDefaults(epochs=40, batch_size=32, learning_rate=1e-3, patience=8)
     jit_compile_on_cpu = False
 
     def load_data(self, data_dir, batch_size, seed, max_train_samples) -> TaskData:
