@@ -55,5 +55,13 @@ def alternate(sides: dict[str, Callable[[Path], dict]], rounds: int) -> dict[str
     return summary
 
 
-def print_json(payload: dict) -> None:
+def print_comparison(bench: str, settings: dict, results: dict[str, dict], speed: str, quality: str) -> None:
+    """One JSON line: both sides' figures, project/peer speed ratio and the quality difference."""
+    payload = {
+        "bench": bench,
+        **settings,
+        **results,
+        "speed_ratio": round(results["project"][speed] / results["peer"][speed], 2),
+        f"{quality}_delta": round(results["project"][quality] - results["peer"][quality], 4),
+    }
     print(json.dumps(payload), flush=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import alternate, print_json
+from common import alternate, print_comparison
 
 SEQ_LEN, BATCH_SIZE = 100, 64
 
@@ -80,17 +80,8 @@ def main() -> None:
         {"peer": lambda workdir: peer(workdir, *run_args), "project": lambda workdir: project(workdir, *run_args)},
         args.rounds,
     )
-    print_json(
-        {
-            "bench": "lstm_vs_peer",
-            "epochs": args.epochs,
-            "train_chars": args.max_train_samples,
-            "peer": results["peer"],
-            "project": results["project"],
-            "speed_ratio": round(results["project"]["train_tokens_per_s"] / results["peer"]["train_tokens_per_s"], 2),
-            "validation_loss_delta": round(results["project"]["validation_loss"] - results["peer"]["validation_loss"], 4),
-        }
-    )
+    settings = {"epochs": args.epochs, "train_chars": args.max_train_samples}
+    print_comparison("lstm_vs_peer", settings, results, speed="train_tokens_per_s", quality="validation_loss")
 
 
 if __name__ == "__main__":

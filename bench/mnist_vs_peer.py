@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import alternate, print_json
+from common import alternate, print_comparison
 
 BATCH_SIZE = 32
 
@@ -75,17 +75,8 @@ def main() -> None:
         },
         args.rounds,
     )
-    print_json(
-        {
-            "bench": "mnist_vs_peer",
-            "epochs": args.epochs,
-            "batch_size": BATCH_SIZE,
-            "peer": results["peer"],
-            "project": results["project"],
-            "speed_ratio": round(results["project"]["train_samples_per_s"] / results["peer"]["train_samples_per_s"], 2),
-            "accuracy_delta": round(results["project"]["test_accuracy"] - results["peer"]["test_accuracy"], 4),
-        }
-    )
+    settings = {"epochs": args.epochs, "batch_size": BATCH_SIZE}
+    print_comparison("mnist_vs_peer", settings, results, speed="train_samples_per_s", quality="test_accuracy")
 
 
 if __name__ == "__main__":
