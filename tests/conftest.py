@@ -51,3 +51,34 @@ def trained_lm(tmp_path_factory):
     base = tmp_path_factory.mktemp("lm")
     config = TrainConfig(epochs=1, max_train_samples=30_000, out=str(base / "saved"), runs_dir=str(base / "runs"), quiet=True)
     return train(LanguageModelTask(seq_len=50, lstm_units=32, embedding_dim=32), config)
+
+
+MINILM = REPO_ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="session")
+def minilm_hub(tmp_path_factory):
+    """The shared MiniLM exported in TF-Hub format, once per session: (out folder, keras-hub backbone)."""
+    from app.export_hub import export_hub, load_backbone, read_vocabulary
+
+    out = tmp_path_factory.mktemp("hub") / "minilm"
+    vocab_file, lower_case = read_vocabulary(MINILM)
+    backbone = load_backbone(MINILM)
+    export_hub(backbone, vocab_file, lower_case, out)
+    return out, backbone
+
+
+@pytest.fixture(scope="session")
+def tiny_hub(tmp_path_factory):
+    """A randomly initialised 2-layer BERT with MiniLM's vocabulary, exported by the same code: fast to train."""
+    import keras_hub
+
+    from app.export_hub import export_hub, read_vocabulary
+
+    out = tmp_path_factory.mktemp("hub") / "tiny"
+    vocab_file, lower_case = read_vocabulary(MINILM)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=30522, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=128
+    )
+    export_hub(backbone, vocab_file, lower_case, out)
+    return out
