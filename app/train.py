@@ -1,4 +1,4 @@
-"""Train, evaluate and export a model: ``python -m app.train {mnist,lm} [flags]``.
+"""Train, evaluate and export a model: ``python -m app.train {mnist,lm,bert} [flags]``.
 
 The flags only fill in `TrainConfig` (generic) and the task's own dataclass; `app.trainer.train`
 does the work. The last line printed is a JSON summary of the run.
@@ -12,12 +12,10 @@ from typing import Sequence
 
 from app.cli import ArgumentParser, positive_float, positive_int, run_command
 
-TASK_NAMES = ("mnist", "lm")
-
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m app.train", description=__doc__.splitlines()[0])
-    tasks = parser.add_subparsers(dest="task", required=True, metavar="{mnist,lm}", parser_class=ArgumentParser)
+    tasks = parser.add_subparsers(dest="task", required=True, metavar="{mnist,lm,bert}", parser_class=ArgumentParser)
     mnist = tasks.add_parser("mnist", help="dense 784-64-64-10 network on MNIST digits")
     mnist.add_argument(
         "--dropout-rate", type=float,
@@ -32,7 +30,27 @@ def build_parser() -> ArgumentParser:
     lm.add_argument("--lstm-units", type=positive_int, default=argparse.SUPPRESS, help="LSTM width (default 128)")
     lm.add_argument("--num-layers", type=positive_int, default=argparse.SUPPRESS, help="stacked LSTM layers (default 1)")
 
-    for sub in (mnist, lm):
+    bert = tasks.add_parser("bert", help="fine-tune a TF-Hub BERT encoder on SST-2 sentiment (or --train-file)")
+    bert.set_defaults(
+        model_flags=(
+            "encoder", "preprocessor", "pooling", "train_file", "validation_file",
+            "text_column", "label_column", "label_names", "max_seq_length",
+        )
+    )
+    bert.add_argument("--encoder", default=argparse.SUPPRESS, help="TF-Hub encoder handle: URL or folder (default: local MiniLM)")
+    bert.add_argument("--preprocessor", default=argparse.SUPPRESS, help="TF-Hub preprocessor handle matching the encoder")
+    bert.add_argument("--pooling", choices=("mean", "cls"), default=argparse.SUPPRESS, help="mean (default) or cls")
+    bert.add_argument("--train-file", default=argparse.SUPPRESS, help="TSV/CSV with text and label columns (default SST-2 train)")
+    bert.add_argument("--validation-file", default=argparse.SUPPRESS, help="for early stopping (default SST-2 dev)")
+    bert.add_argument("--text-column", default=argparse.SUPPRESS, help="default: sentence")
+    bert.add_argument("--label-column", default=argparse.SUPPRESS, help="default: label")
+    bert.add_argument(
+        "--label-names", type=lambda text: tuple(text.split(",")), default=argparse.SUPPRESS,
+        help="comma-separated names of classes 0, 1, ... (default: negative,positive)",
+    )
+    bert.add_argument("--max-seq-length", type=positive_int, default=argparse.SUPPRESS, help="word pieces per sentence, at most (default 128)")
+
+    for sub in (mnist, lm, bert):
         group = sub.add_argument_group("training")
         group.add_argument("--epochs", type=positive_int, help="maximum epochs (early stopping may end sooner)")
         group.add_argument("--batch-size", type=positive_int)
@@ -47,7 +65,7 @@ def build_parser() -> ArgumentParser:
         group.add_argument("--runs-dir", default="runs", help="where TensorBoard logs, history and checkpoints go")
         group.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto", help="XLA compilation")
         group.add_argument("--mixed-precision", choices=("auto", "off"), default="auto", help="auto = on GPU only")
-        group.add_argument("--steps-per-execution", type=positive_int, default=32, help="train steps per graph call")
+        group.add_argument("--steps-per-execution", type=positive_int, help="train steps per graph call")
         group.add_argument("--patience", type=positive_int, help="early-stopping patience in epochs")
         group.add_argument("--resume", action="store_true", help="continue the last interrupted run of this model")
         group.add_argument("--quiet", action="store_true", help="print only the final JSON line")
@@ -71,7 +89,7 @@ def build_task(args):
     task = TASKS[args.task]()
     if args.task == "mnist" and args.dropout_rate is not None:
         task = dataclasses.replace(task, model_config=dataclasses.replace(task.model_config, dropout_rate=args.dropout_rate))
-    if args.task == "lm":
+    if args.task in ("lm", "bert"):
         given = {name: getattr(args, name) for name in args.model_flags if hasattr(args, name)}
         task = dataclasses.replace(task, **given)
     return task

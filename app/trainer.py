@@ -40,7 +40,7 @@ class TrainConfig:
     runs_dir: str = "runs"
     jit_compile: str = "auto"
     mixed_precision: str = "auto"
-    steps_per_execution: int = 32
+    steps_per_execution: int | None = None
     patience: int | None = None
     resume: bool = False
     quiet: bool = False
@@ -159,11 +159,11 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
     with strategy.scope():
         model = task.build_model(data)
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
+            optimizer=task.optimizer(learning_rate, total_steps=epochs * math.ceil(data.train_examples / batch_size)),
             loss=task.loss(),
             metrics=task.metrics(),
             jit_compile=jit_compile,
-            steps_per_execution=config.steps_per_execution,
+            steps_per_execution=config.steps_per_execution or task.defaults.steps_per_execution,
         )
     say(devices.describe(model.jit_compile, policy, strategy))
     if not config.quiet:

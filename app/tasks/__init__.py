@@ -2,9 +2,10 @@
 model, score it and export it; the one trainer in `app.trainer` does the rest."""
 
 from app.tasks.base import Task, TaskData
+from app.tasks.bert import BertTask
 from app.tasks.lm import LanguageModelTask
 from app.tasks.mnist import MnistTask
 
-TASKS = {"mnist": MnistTask, "lm": LanguageModelTask}
+TASKS = {"mnist": MnistTask, "lm": LanguageModelTask, "bert": BertTask}
 
-__all__ = ["TASKS", "Task", "TaskData", "LanguageModelTask", "MnistTask"]
+__all__ = ["TASKS", "Task", "TaskData", "BertTask", "LanguageModelTask", "MnistTask"]

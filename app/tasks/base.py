@@ -19,6 +19,9 @@ class TrainDefaults:
     batch_size: int
     learning_rate: float
     patience: int
+    # Train steps per graph call: many for small models (less Python overhead), 1 for BERT, whose
+    # bucketed dataset has no known length and whose steps take a second each anyway.
+    steps_per_execution: int = 32
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,10 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def build_model(self, data: TaskData) -> keras.Model:
         """Build the (uncompiled) model for this data."""
+
+    def optimizer(self, learning_rate: float, total_steps: int) -> keras.optimizers.Optimizer:
+        """The optimizer; ``total_steps`` (approximate) lets a task schedule its learning rate."""
+        return keras.optimizers.Adam(learning_rate)
 
     @abc.abstractmethod
     def loss(self) -> keras.losses.Loss:
