@@ -53,11 +53,9 @@ def resolve_data_file(
         if path.is_file():
             return path
         tried.append(f"{path} ({label})")
-    if online is None:
-        pass
-    elif os.environ.get("FROMZERO_OFFLINE") == "1":
+    if online is not None and os.environ.get("FROMZERO_OFFLINE") == "1":
         tried.append(f"{online.description} (skipped: FROMZERO_OFFLINE=1)")
-    else:
+    elif online is not None:
         try:
             return Path(online.fetch())
         except Exception as error:  # any network or HTTP failure means "not available online"
