@@ -1,4 +1,4 @@
-"""Training curves as a PNG: one panel per metric, training and validation side by side."""
+"""The figures the commands write as PNGs: training curves, confusion matrices, ROC curves."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot loads)
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
@@ -27,6 +28,42 @@ def plot_training_curves(history_csv: Path, out_png: Path, title: str) -> Path:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(out_png, dpi=100)
+    plt.close(figure)
+    return out_png
+
+
+def plot_confusion_matrix(matrix, class_names: list[str], out_png: Path, title: str) -> Path:
+    """Counts per (true, predicted) class, darker = more."""
+    size = max(4, 0.6 * len(class_names) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(class_names)), class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, int(count), ha="center", va="center", color="white" if count > threshold else "black")
+    axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(out_png, dpi=100)
+    plt.close(figure)
+    return out_png
+
+
+def plot_roc_curves(curves: dict[str, tuple], out_png: Path, title: str) -> Path:
+    """One ROC curve per entry: name -> (false positive rates, true positive rates, AUC)."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    for name, (false_positive_rate, true_positive_rate, auc) in curves.items():
+        axis.plot(false_positive_rate, true_positive_rate, label=f"{name} (AUC {auc:.3f})")
+    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    axis.set_xlabel("false positive rate")
+    axis.set_ylabel("true positive rate")
+    axis.set_title(title)
+    axis.legend(fontsize="small")
+    axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(out_png, dpi=100)
     plt.close(figure)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -56,18 +57,26 @@ class TrainResult:
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Measures time spent in training epochs (validation included), for samples/s."""
+    """Measures time spent training (each epoch up to its validation pass), for samples/s."""
 
     def __init__(self):
         super().__init__()
         self.seconds = 0.0
         self.epochs = 0
+        self._start = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
+    def _stop_clock(self, *args, **kwargs):
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self._start = None
+
+    on_test_begin = _stop_clock
+
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds += time.perf_counter() - self._start
+        self._stop_clock()
         self.epochs += 1
 
 
@@ -189,12 +198,13 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
                 epochs=epochs,
                 shuffle=False,  # the training dataset reshuffles itself every epoch
                 callbacks=callbacks,
-                verbose=0 if config.quiet else 2,
+                # A progress bar in a terminal, one line per epoch in logs and notebooks' captured output.
+                verbose=0 if config.quiet else (1 if sys.stdout.isatty() else 2),
             )
     except KeyboardInterrupt:
         raise Interrupted(
             f"training interrupted; finished epochs are kept in {run_dir / BACKUP_DIR}. "
-            f"Continue with: python -m app.train {task.name} --resume"
+            f"continue with the same command plus --resume (python -m app.train {task.name} ... --resume)"
         ) from None
     if invalid_loss.where:
         raise TrainingFailed(

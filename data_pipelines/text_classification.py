@@ -96,7 +96,10 @@ def batches(examples: tf.data.Dataset, config: TextClassificationConfig, shuffle
         config.batch_size,
         length_fn=lambda features, label: tf.shape(features["input_word_ids"])[0],
     )
-    return batched.prefetch(tf.data.AUTOTUNE)
+    # Each bucket yields ceil(its size / batch size) batches whatever the order, so one counting pass
+    # (which also fills the token cache) gives Keras the epoch length for its progress bar.
+    batch_count = int(batched.reduce(0, lambda count, _: count + 1))
+    return batched.apply(tf.data.experimental.assert_cardinality(batch_count)).prefetch(tf.data.AUTOTUNE)
 
 
 def load_split(relative_or_path: str | None, default: str, config: TextClassificationConfig) -> LabelledText:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+import tensorflow as tf
 from keras import layers
 
-from models.hub_layer import HubLayer
+from models.hub_layer import HubLayer, resolve_handle
 
 BERT_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 POOLINGS = ("mean", "cls")
@@ -35,7 +36,9 @@ def build_bert_classifier(config: BertClassifierConfig) -> keras.Model:
     if config.pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, not {config.pooling!r}")
     inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in BERT_INPUTS}
-    encoded = HubLayer(config.encoder_handle, trainable=config.trainable_encoder, name="encoder")(inputs)
+    encoded = HubLayer(
+        config.encoder_handle, trainable=config.trainable_encoder, pass_training=config.trainable_encoder, name="encoder"
+    )(inputs)
     if config.pooling == "cls":
         features = encoded["pooled_output"]
     else:
@@ -46,8 +49,31 @@ def build_bert_classifier(config: BertClassifierConfig) -> keras.Model:
     return keras.Model(inputs, logits, name="bert_classifier")
 
 
-def build_text_classifier(classifier: keras.Model, preprocessor_handle: str) -> keras.Model:
+class BertTextPreprocessing(keras.layers.Layer):
+    """Raw strings -> BERT inputs with a TF-Hub preprocessor's ``tokenize`` and ``bert_pack_inputs``,
+    cut at ``max_seq_length`` word pieces as in training, and padded only to the batch's longest
+    sentence (a single short request does not pay for 128 positions)."""
+
+    def __init__(self, handle: str, max_seq_length: int = 128, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.handle, self.max_seq_length = handle, max_seq_length
+        self.preprocessor = tf.saved_model.load(resolve_handle(handle))
+
+    def call(self, text):
+        tokens = self.preprocessor.tokenize(text)
+        packed = self.preprocessor.bert_pack_inputs([tokens], seq_length=self.max_seq_length)
+        longest = tf.reduce_max(tf.reduce_sum(packed["input_mask"], axis=1))
+        return {name: packed[name][:, :longest] for name in BERT_INPUTS}
+
+    def compute_output_spec(self, text):
+        return {name: keras.KerasTensor((text.shape[0], None), dtype="int32") for name in BERT_INPUTS}
+
+    def get_config(self):
+        return {**super().get_config(), "handle": self.handle, "max_seq_length": self.max_seq_length}
+
+
+def build_text_classifier(classifier: keras.Model, preprocessor_handle: str, max_seq_length: int = 128) -> keras.Model:
     """Raw strings [batch] -> the TF-Hub preprocessor -> ``classifier`` -> class logits."""
     text = keras.Input((), dtype="string", name="text")
-    token_inputs = HubLayer(preprocessor_handle, name="preprocessor")(text)
+    token_inputs = BertTextPreprocessing(preprocessor_handle, max_seq_length, name="preprocessor")(text)
     return keras.Model(text, classifier(token_inputs), name="bert_text_classifier")

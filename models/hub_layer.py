@@ -23,9 +23,19 @@ def resolve_handle(handle: str) -> str:
 class HubLayer(keras.layers.TFSMLayer):
     """Call a TF-Hub model inside a Keras 3 functional model; ``trainable=True`` fine-tunes its weights."""
 
-    def __init__(self, handle: str, trainable: bool = False, call_endpoint: str = "__call__", **kwargs):
+    def __init__(
+        self, handle: str, trainable: bool = False, call_endpoint: str = "__call__", pass_training: bool = False, **kwargs
+    ):
+        """``pass_training``: the model's function takes ``training`` (TF-Hub BERT encoders do), so
+        its dropout is on while fine-tuning and off at inference, as with `hub.KerasLayer`."""
         super().__init__(resolve_handle(handle), call_endpoint=call_endpoint, trainable=trainable, **kwargs)
         self.handle = handle
+        self.pass_training = pass_training
+
+    def call(self, inputs, training=False):
+        if self.pass_training:
+            return self.call_endpoint_fn(inputs, training=bool(training))
+        return self.call_endpoint_fn(inputs)
 
     def _add_existing_weight(self, weight):
         # TF names end in ":0", which Keras 3 rejects in optimizer slot names: drop the suffix.
@@ -41,4 +51,4 @@ class HubLayer(keras.layers.TFSMLayer):
     def get_config(self):
         config = super().get_config()
         config.pop("filepath", None)
-        return {**config, "handle": self.handle}
+        return {**config, "handle": self.handle, "pass_training": self.pass_training}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -82,3 +83,28 @@ def tiny_hub(tmp_path_factory):
     )
     export_hub(backbone, vocab_file, lower_case, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def small_sst2(tmp_path_factory):
+    """The first 96 training and 64 dev sentences of SST-2, as TSV files of the same layout."""
+    folder = tmp_path_factory.mktemp("sst2")
+    for split, rows in (("train", 96), ("dev", 64)):
+        frame = pd.read_csv(REPO_ROOT.parent / "shared" / "data" / "sst2" / f"{split}.tsv", sep="\t", quoting=3).head(rows)
+        frame.to_csv(folder / f"{split}.tsv", sep="\t", index=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_bert(tiny_hub, small_sst2, tmp_path_factory):
+    """One epoch of the BERT task with the tiny encoder on the small SST-2 slice: (TrainResult, hub folder)."""
+    from app.tasks import BertTask
+    from app.trainer import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("bert")
+    task = BertTask(
+        encoder=str(tiny_hub / "encoder"), preprocessor=str(tiny_hub / "preprocessor"),
+        train_file=str(small_sst2 / "train.tsv"), validation_file=str(small_sst2 / "dev.tsv"),
+    )
+    config = TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, out=str(base / "saved"), runs_dir=str(base / "runs"), quiet=True)
+    return train(task, config), tiny_hub

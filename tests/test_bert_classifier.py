@@ -3,36 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 
 from data_pipelines.errors import DataError
-from data_pipelines.sources import SHARED_DATA_DIR
 from data_pipelines.text_classification import TextClassificationConfig, load_text_classification
-
-
-@pytest.fixture(scope="module")
-def small_sst2(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sst2")
-    for split, rows in (("train", 96), ("dev", 64)):
-        frame = pd.read_csv(SHARED_DATA_DIR / "sst2" / f"{split}.tsv", sep="\t", quoting=3).head(rows)
-        frame.to_csv(folder / f"{split}.tsv", sep="\t", index=False)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def trained_bert(tiny_hub, small_sst2, tmp_path_factory):
-    from app.tasks import BertTask
-    from app.trainer import TrainConfig, train
-
-    base = tmp_path_factory.mktemp("bert")
-    task = BertTask(
-        encoder=str(tiny_hub / "encoder"), preprocessor=str(tiny_hub / "preprocessor"),
-        train_file=str(small_sst2 / "train.tsv"), validation_file=str(small_sst2 / "dev.tsv"),
-    )
-    config = TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, out=str(base / "saved"), runs_dir=str(base / "runs"), quiet=True)
-    return train(task, config), tiny_hub
 
 
 def test_bucketed_batches_hold_every_sentence_padded_to_a_bucket(tiny_hub, small_sst2):

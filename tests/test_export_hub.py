@@ -112,27 +112,30 @@ def test_encoder_outputs_equal_the_keras_hub_backbone(minilm_hub):
     assert len(encoder.trainable_variables) > 0 and len(encoder.variables) >= len(encoder.trainable_variables)
 
 
-def small_classifier(hub: str, trainable: bool) -> tuple[keras.Model, HubLayer]:
-    encoder = HubLayer(f"{hub}/encoder", trainable=trainable)
-    text = keras.Input((), dtype="string")
-    features = encoder(HubLayer(f"{hub}/preprocessor")(text))["pooled_output"]
-    model = keras.Model(text, keras.layers.Dense(2)(features))
+def one_training_step(hub, encoder_handle: str, trainable: bool) -> tuple[list, list]:
+    """Build the project's classifier on ``encoder_handle``; encoder weights before and after one step."""
+    from models.bert_classifier import BertClassifierConfig, build_bert_classifier
+
+    model = build_bert_classifier(BertClassifierConfig(encoder_handle, trainable_encoder=trainable))
+    encoder = model.get_layer("encoder")
+    assert (len(encoder.trainable_weights) > 0) == trainable
     model.compile(optimizer=keras.optimizers.AdamW(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model, encoder
+    inputs = tf.saved_model.load(str(hub / "preprocessor"))(tf.constant(["good film", "bad film"]))
+    before = [weight.numpy().copy() for weight in encoder.weights]
+    model.fit(inputs, np.array([1, 0]), epochs=1, verbose=0)
+    return before, [weight.numpy() for weight in encoder.weights]
 
 
 @pytest.mark.parametrize("trainable", [False, True])
-def test_hub_layer_fine_tunes_only_when_trainable(tiny_hub, trainable):
-    model, encoder = small_classifier(str(tiny_hub), trainable)
-    assert (len(encoder.trainable_weights) > 0) == trainable
-    before = [weight.numpy().copy() for weight in encoder.weights]
-    model.fit(tf.constant(["good film", "bad film"]), np.array([1, 0]), epochs=1, verbose=0)
-    changed = any(not np.array_equal(old, new.numpy()) for old, new in zip(before, encoder.weights))
+def test_classifier_fine_tunes_the_encoder_only_when_trainable(tiny_hub, trainable):
+    before, after = one_training_step(tiny_hub, str(tiny_hub / "encoder"), trainable)
+    changed = any(not np.array_equal(old, new) for old, new in zip(before, after))
     assert changed == trainable
 
 
-def test_hub_layer_resolves_urls_through_the_tfhub_cache(tiny_hub, tmp_path, monkeypatch):
-    """An official handle resolves to its cache folder (offline here: the cache is laid out by hand)."""
+def test_classifier_accepts_an_official_url_handle_through_the_tfhub_cache(tiny_hub, tmp_path, monkeypatch):
+    """An official handle resolves to its TFHUB_CACHE_DIR folder (offline here: the cache is laid out by hand,
+    as tensorflow_hub lays it out after a download)."""
     import hashlib
     import shutil
 
@@ -141,6 +144,6 @@ def test_hub_layer_resolves_urls_through_the_tfhub_cache(tiny_hub, tmp_path, mon
     shutil.copytree(tiny_hub / "encoder", cache_folder)
     (tmp_path / f"{cache_folder.name}.descriptor.txt").write_text(f"Module: {handle}\n")
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path))
-    layer = HubLayer(handle, trainable=True)
-    assert layer.get_config()["handle"] == handle
-    assert len(layer.trainable_weights) > 0
+    assert HubLayer(handle).get_config()["handle"] == handle
+    before, after = one_training_step(tiny_hub, handle, trainable=True)
+    assert any(not np.array_equal(old, new) for old, new in zip(before, after))

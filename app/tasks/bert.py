@@ -53,7 +53,8 @@ class BertTask(Task):
 
     name = "bert"
     export_name = "bert_sst2"
-    defaults = TrainDefaults(epochs=3, batch_size=32, learning_rate=3e-5, patience=1, steps_per_execution=1)
+    # Batch 16: on 4,000 SST-2 sentences x 2 epochs it reached dev 0.845-0.846 against 0.839 with 32.
+    defaults = TrainDefaults(epochs=3, batch_size=16, learning_rate=3e-5, patience=1, steps_per_execution=1)
     # Bucketed batches have a few shapes, each an XLA compile; on CPU that costs more than it saves
     # (measured with keras-hub's backbone: 7.1 vs 19.0 samples/s with and without XLA).
     jit_compile_on_cpu = False
@@ -107,7 +108,7 @@ class BertTask(Task):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def export_spec(self, model: keras.Model, data: TaskData) -> ExportSpec:
-        text_model = build_text_classifier(model, self.preprocessor)
+        text_model = build_text_classifier(model, self.preprocessor, self.max_seq_length)
         label_names = tf.constant(list(self.label_names[: data.extras]))
 
         def classify(text):
