@@ -24,6 +24,7 @@ test: setup
 bench: setup
 	$(VENV_PYTHON) bench/mnist_vs_peer.py
 	$(VENV_PYTHON) bench/lstm_vs_peer.py
+	$(VENV_PYTHON) bench/bert_vs_peers.py
 
 clean:
 	rm -rf runs notebooks/executed .pytest_cache
