@@ -28,6 +28,7 @@ import tensorflow_text as tf_text
 
 from app.cli import ArgumentParser, UsageError, positive_int, run_command
 from data_pipelines.sources import REPO_ROOT
+from models.bert_classifier import BERT_INPUTS
 
 DEFAULT_CHECKPOINT = REPO_ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
 DEFAULT_OUT = Path("saved_models") / "hub" / "minilm_l6"
@@ -114,7 +115,6 @@ def build_preprocessor(vocab_file: Path, lower_case: bool, seq_length: int = DEF
         return pack.__call__([tokenize(text)], seq_length)
 
     root.tokenize = tokenize
-
     root.__call__ = preprocess
     return root
 
@@ -124,7 +124,7 @@ def build_encoder_model(backbone) -> keras.Model:
 
     Adds ``encoder_outputs`` (every transformer layer's output), which the backbone does not expose.
     """
-    inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in ("input_word_ids", "input_mask", "input_type_ids")}
+    inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in BERT_INPUTS}
     tokens = backbone.token_embedding(inputs["input_word_ids"])
     x = backbone.embeddings_add((tokens, backbone.position_embedding(tokens), backbone.segment_embedding(inputs["input_type_ids"])))
     x = backbone.embeddings_dropout(backbone.embeddings_layer_norm(x))

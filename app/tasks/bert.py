@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from app.export import Endpoint, ExportSpec
 from app.tasks.base import Task, TaskData, TrainDefaults
+from data_pipelines.errors import DataError
 from data_pipelines.text_classification import TextClassificationConfig, load_text_classification
 from models.bert_classifier import BertClassifierConfig, build_bert_classifier, build_text_classifier
 from models.hub_layer import resolve_handle
@@ -79,8 +80,6 @@ class BertTask(Task):
         train, validation, train_split, validation_split = load_text_classification(config, preprocessor)
         num_classes = int(max(train_split.labels.max(), validation_split.labels.max())) + 1
         if num_classes > len(self.label_names):
-            from data_pipelines.errors import DataError
-
             raise DataError(f"the data has {num_classes} classes but only {len(self.label_names)} --label-names")
         return TaskData(
             train=train,
