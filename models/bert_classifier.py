@@ -17,6 +17,8 @@ from models.hub_layer import HubLayer, resolve_handle
 
 BERT_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 POOLINGS = ("mean", "cls")
+# The word-piece embedding table in keras-hub exports and in the official TF-Hub BERT encoders.
+WORD_EMBEDDING_NAMES = ("token_embedding", "word_embeddings")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class BertClassifierConfig:
     pooling: str = "mean"
     dropout_rate: float = 0.1
     trainable_encoder: bool = True
+    freeze_word_embeddings: bool = True
 
 
 def build_bert_classifier(config: BertClassifierConfig) -> keras.Model:
@@ -36,9 +39,14 @@ def build_bert_classifier(config: BertClassifierConfig) -> keras.Model:
     if config.pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, not {config.pooling!r}")
     inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in BERT_INPUTS}
-    encoded = HubLayer(
+    encoder = HubLayer(
         config.encoder_handle, trainable=config.trainable_encoder, pass_training=config.trainable_encoder, name="encoder"
-    )(inputs)
+    )
+    if config.freeze_word_embeddings:
+        for weight in encoder.weights:
+            if any(name in weight.name for name in WORD_EMBEDDING_NAMES):
+                weight.trainable = False
+    encoded = encoder(inputs)
     if config.pooling == "cls":
         features = encoded["pooled_output"]
     else:
