@@ -173,11 +173,14 @@ def export_hub(backbone, vocab_file: Path, lower_case: bool, out: Path, seq_leng
     return written
 
 
-def load_backbone(checkpoint: Path):
+def load_backbone(checkpoint: Path, seed: int = 0):
+    """The checkpoint as a keras-hub ``BertBackbone``. The seed fixes its dropout seed generators, which
+    the export keeps: two exports of one checkpoint then fine-tune identically."""
     import keras_hub
 
     if not checkpoint.is_dir():
         raise UsageError(f"checkpoint folder not found: {checkpoint}")
+    keras.utils.set_random_seed(seed)
     return keras_hub.models.BertBackbone.from_preset(str(checkpoint))
 
 
