@@ -40,6 +40,8 @@ class TextClassificationConfig:
 
 @dataclass(frozen=True)
 class LabelledText:
+    """Sentences and their integer labels, as read from ``source``."""
+
     texts: np.ndarray
     labels: np.ndarray
     source: Path
@@ -88,6 +90,7 @@ def tokenized(data: LabelledText, preprocessor, max_seq_length: int) -> tf.data.
 
 
 def batches(examples: tf.data.Dataset, config: TextClassificationConfig, shuffle: bool) -> tf.data.Dataset:
+    """Shuffle (training only), group into length buckets, and tell Keras how many batches an epoch has."""
     if shuffle:
         examples = examples.shuffle(10_000, seed=config.seed, reshuffle_each_iteration=True)
     batched = bucket_by_length(
@@ -103,6 +106,7 @@ def batches(examples: tf.data.Dataset, config: TextClassificationConfig, shuffle
 
 
 def load_split(relative_or_path: str | None, default: str, config: TextClassificationConfig) -> LabelledText:
+    """A file the user named, else the default SST-2 split found by the data resolver."""
     path = Path(relative_or_path) if relative_or_path else resolve_data_file(default, config.data_dir)
     return read_labelled_text(path, config.text_column, config.label_column)
 
