@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/requirements.installed
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench serve clean
 
 setup:
 	@test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
@@ -21,10 +21,14 @@ run: setup
 test: setup
 	$(VENV_PYTHON) -m pytest
 
+serve: setup
+	$(VENV_PYTHON) -m app.serve --model-base saved_models --port 8501 --grpc-port 8500
+
 bench: setup
 	$(VENV_PYTHON) bench/mnist_vs_peer.py
 	$(VENV_PYTHON) bench/lstm_vs_peer.py
 	$(VENV_PYTHON) bench/bert_vs_peers.py
+	$(VENV_PYTHON) bench/serve_load.py
 
 clean:
 	rm -rf runs notebooks/executed .pytest_cache

@@ -3,7 +3,7 @@
 Each export gets the next integer version. It is written to a hidden temporary directory first and
 renamed into place, so TensorFlow Serving (which ignores non-numeric directories) never loads a
 half-written version. ``assets.extra/fromzero.json`` records what the export is; other small files
-(e.g. the vocabulary) can be written beside it.
+(e.g. the vocabulary) and TF Serving's warm-up requests are written beside it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
+
+from app.serving.warmup import write_warmup_requests
 
 METADATA_FILE = "fromzero.json"
 
@@ -38,6 +41,8 @@ class ExportSpec:
     tracked: list = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
     extra_files: dict[str, str] = field(default_factory=dict)
+    # Example inputs per signature, replayed by TF Serving after loading (assets.extra/tf_serving_warmup_requests).
+    warmup_examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def versions(model_dir: Path) -> list[int]:
@@ -68,6 +73,8 @@ def export_model(model: keras.Model, spec: ExportSpec, out_dir: str | Path, name
     (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
     for filename, text in spec.extra_files.items():
         (extra / filename).write_text(text, encoding="utf-8")
+    if spec.warmup_examples:
+        write_warmup_requests(staging, name, spec.warmup_examples)
     return _publish(staging, model_dir)
 
 

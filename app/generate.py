@@ -8,7 +8,8 @@ training code, so this is exactly what a served model would produce. Same seed, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -40,29 +41,33 @@ def sample_next(logits: np.ndarray, config: SamplingConfig, rng: np.random.Gener
     return int(rng.choice(len(probabilities), p=probabilities))
 
 
-def generate(export_dir, prompt: str, config: SamplingConfig = SamplingConfig()) -> str:
-    """Continue ``prompt`` by ``config.length`` tokens with the exported model in ``export_dir``."""
-    import tensorflow as tf
+def sample_text(predict: Callable[[str, dict], dict], prompt: str, config: SamplingConfig, window: int, separator: str = "") -> str:
+    """Continue ``prompt`` by ``config.length`` tokens, calling the model's ``encode``, ``serving_default``
+    and ``decode`` signatures through ``predict(signature name, input arrays) -> output arrays``,
+    so the same loop runs on a loaded SavedModel or against a server."""
+    token_ids = [int(token) for token in predict("encode", {"text": np.array(prompt.encode("utf-8"), dtype=object)})["token_ids"]]
+    if not token_ids:
+        raise UsageError("the prompt is empty: give at least one character")
+    rng = np.random.default_rng(config.seed)
+    prompt_length = len(token_ids)
+    for _ in range(config.length):
+        context = np.array([token_ids[-window:]], dtype=np.int32)
+        logits = predict("serving_default", {"token_ids": context})["logits"][0, -1]
+        token_ids.append(sample_next(logits, config, rng))
+    continuation = predict("decode", {"token_ids": np.array(token_ids[prompt_length:], dtype=np.int32)})["text"]
+    return prompt + separator + continuation.item().decode("utf-8")
 
+
+def generate(export_dir, prompt: str, config: SamplingConfig = SamplingConfig()) -> str:
+    """Continue ``prompt`` with the exported model in ``export_dir`` (loaded in this process)."""
     from app.export import read_metadata
+    from app.serving.repository import Servable
 
     metadata = read_metadata(export_dir)
     if metadata.get("task") != "lm":
         raise UsageError(f"{export_dir} is not a language-model export (it is {metadata.get('task')!r})")
-    exported = tf.saved_model.load(str(export_dir))
-    signatures = exported.signatures
-    token_ids = list(signatures["encode"](text=tf.constant(prompt))["token_ids"].numpy())
-    if not token_ids:
-        raise UsageError("the prompt is empty: give at least one character with --prompt")
-    rng = np.random.default_rng(config.seed)
-    window = metadata["seq_len"]
-    prompt_length = len(token_ids)
-    for _ in range(config.length):
-        context = tf.constant([token_ids[-window:]], dtype=tf.int32)
-        logits = signatures["serving_default"](token_ids=context)["logits"].numpy()[0, -1]
-        token_ids.append(sample_next(logits, config, rng))
-    continuation = signatures["decode"](token_ids=tf.constant(token_ids[prompt_length:], dtype=tf.int32))["text"]
-    return prompt + metadata_separator(metadata) + continuation.numpy().decode("utf-8")
+    servable = Servable.load(metadata["name"], 0, Path(export_dir))
+    return sample_text(servable.run, prompt, config, metadata["seq_len"], metadata_separator(metadata))
 
 
 def metadata_separator(metadata: dict) -> str:

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from app.export import Endpoint, ExportSpec
 from app.tasks.base import Task, TaskData, TrainDefaults
 from data_pipelines.errors import DataError
 from data_pipelines.text_classification import TextClassificationConfig, load_text_classification
-from models.bert_classifier import BertClassifierConfig, build_bert_classifier, build_text_classifier
+from models.bert_classifier import BERT_INPUTS, BertClassifierConfig, build_bert_classifier, build_text_classifier
 from models.hub_layer import resolve_handle
 
 DEFAULT_HUB = Path("saved_models") / "hub" / "minilm_l6"
@@ -110,13 +111,33 @@ class BertTask(Task):
         text_model = build_text_classifier(model, self.preprocessor, self.max_seq_length)
         label_names = tf.constant(list(self.label_names[: data.extras]))
 
-        def classify(text):
-            probabilities = tf.nn.softmax(text_model(text, training=False), axis=-1)
+        def predictions(logits):
+            probabilities = tf.nn.softmax(logits, axis=-1)
             class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
             return {"probabilities": probabilities, "class_ids": class_ids, "labels": tf.gather(label_names, class_ids)}
 
+        def classify(text):
+            return predictions(text_model(text, training=False))
+
+        def classify_token_ids(input_word_ids, input_mask, input_type_ids):
+            # No TF Text ops in this graph: TF Serving images older than this TensorFlow can run it.
+            token_inputs = {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}
+            return predictions(model(token_inputs, training=False))
+
+        example = ["a gorgeous, witty film"]
+        example_tokens = text_model.get_layer("preprocessor")(tf.constant(example))
         return ExportSpec(
-            endpoints=[Endpoint("serving_default", classify, [tf.TensorSpec([None], tf.string, name="text")])],
+            endpoints=[
+                Endpoint("serving_default", classify, [tf.TensorSpec([None], tf.string, name="text")]),
+                Endpoint(
+                    "classify_token_ids", classify_token_ids,
+                    [tf.TensorSpec([None, None], tf.int32, name=name) for name in BERT_INPUTS],
+                ),
+            ],
             tracked=[text_model],
             metadata={"task": self.name, "label_names": list(self.label_names[: data.extras]), "pooling": self.pooling},
+            warmup_examples={
+                "serving_default": {"text": np.array(example, dtype=object)},
+                "classify_token_ids": {name: example_tokens[name].numpy() for name in BERT_INPUTS},
+            },
         )

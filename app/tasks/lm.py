@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from app.export import Endpoint, ExportSpec
@@ -99,4 +100,9 @@ class LanguageModelTask(Task):
                 "vocab_size": tokenizer.vocab_size,
             },
             extra_files={"vocabulary.json": json.dumps(tokenizer.tokens_by_id, ensure_ascii=False)},
+            warmup_examples={
+                "serving_default": {"token_ids": np.ones([1, self.seq_len], np.int32)},
+                "encode": {"text": np.array("ROMEO:", dtype=object)},
+                "decode": {"token_ids": np.ones([4], np.int32)},
+            },
         )

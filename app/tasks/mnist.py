@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from app.export import Endpoint, ExportSpec
@@ -57,4 +58,8 @@ class MnistTask(Task):
                 Endpoint("classify_uint8", classify_uint8, [tf.TensorSpec([None, 28, 28], tf.uint8, name="images")]),
             ],
             metadata={"task": self.name, "input": "images: float32 [N, 784] in [0, 1] (or uint8 [N, 28, 28] via classify_uint8)"},
+            warmup_examples={
+                "serving_default": {"images": np.zeros([1, IMAGE_PIXELS], np.float32)},
+                "classify_uint8": {"images": np.zeros([1, 28, 28], np.uint8)},
+            },
         )

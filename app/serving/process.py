@@ -1,0 +1,74 @@
+"""Start ``python -m app.serve`` in the background on free loopback ports and stop it again:
+for notebooks, tests and benchmarks that need a real server process to talk to."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY = re.compile(r"REST API on (http://[\d.]+:\d+)\S*(?: gRPC on ([\d.]+:\d+))?")
+
+
+@dataclass
+class ServerProcess:
+    """A running server: its REST URL, gRPC address and log file."""
+
+    process: subprocess.Popen
+    rest_url: str
+    grpc_address: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def rss_mb(self) -> float:
+        """The server's resident memory now (Linux)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self, timeout: float = 30) -> str:
+        """SIGTERM, wait, and return the log (whose last line is the server's JSON summary)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.log()
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def start_server(model_base: str | Path, *flags: str, startup_timeout: float = 180) -> ServerProcess:
+    """``python -m app.serve --model-base model_base --port 0 --grpc-port 0 *flags``; returns once it listens."""
+    log_path = Path(tempfile.mkstemp(prefix="fromzero-serve-", suffix=".log")[1])
+    command = [sys.executable, "-m", "app.serve", "--model-base", str(model_base), "--port", "0", "--grpc-port", "0", *flags]
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+    deadline = time.monotonic() + startup_timeout
+    while time.monotonic() < deadline:
+        match = READY.search(log_path.read_text(errors="replace"))
+        if match:
+            return ServerProcess(process, match.group(1), match.group(2), log_path)
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode}:\n{log_path.read_text()[-2000:]}")
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"the server did not start within {startup_timeout:.0f} s:\n{log_path.read_text()[-2000:]}")

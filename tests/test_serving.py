@@ -1,0 +1,394 @@
+"""Serving: TF Serving layout and protos, the local REST/gRPC server, the client, hostile requests."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from app.serving.client import GrpcClient, RestClient, ServerError
+from app.serving.process import start_server
+from app.serving.warmup import read_warmup_requests
+from app.tasks import BertTask, LanguageModelTask, MnistTask
+from data_pipelines.mnist import read_mnist_arrays
+from data_pipelines.sources import SHARED_DATA_DIR
+from tests.conftest import REPO_ROOT, last_json_line, run_app
+
+SIGNATURES = {
+    "mnist": {"serving_default", "classify_uint8"},
+    "lm": {"serving_default", "encode", "decode"},
+    "bert_sst2": {"serving_default", "classify_token_ids"},
+}
+MAX_BODY_BYTES = 2_000_000
+
+
+@pytest.fixture(scope="module")
+def model_base(tmp_path_factory, trained_mnist, trained_lm, trained_bert):
+    """A --model-base holding the three test exports (links to their model folders)."""
+    base = tmp_path_factory.mktemp("model_base")
+    for result in (trained_mnist, trained_lm, trained_bert[0]):
+        export_dir = Path(result.summary["export_dir"])
+        (base / export_dir.parent.name).symlink_to(export_dir.parent)
+    return base
+
+
+@pytest.fixture(scope="module")
+def server(model_base):
+    with start_server(model_base, "--max-body-bytes", str(MAX_BODY_BYTES), "--poll-seconds", "0.5") as running:
+        yield running
+
+
+def export_dir(model_base: Path, name: str) -> Path:
+    return model_base / name / "1"
+
+
+def http(server, method: str, path: str, body: object = None) -> tuple[int, dict]:
+    """One request; returns (status, JSON answer). ``body``: bytes/str as is, anything else as JSON."""
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    request = urllib.request.Request(server.rest_url + path, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def local_outputs(export: Path, signature: str, **inputs) -> dict[str, np.ndarray]:
+    """The same signature called in this process on the SavedModel, for comparison."""
+    function = tf.saved_model.load(str(export)).signatures[signature]
+    return {name: value.numpy() for name, value in function(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+
+
+def mnist_images(count: int) -> np.ndarray:
+    arrays = read_mnist_arrays(SHARED_DATA_DIR / "mnist" / "mnist.npz")
+    return arrays["x_test"][:count].reshape(count, 784).astype("float32") / 255.0
+
+
+# ---- exports as TF Serving expects them ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_saved_model_cli_lists_the_documented_signatures(model_base, name):
+    shown = subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--all", "--dir", str(export_dir(model_base, name))],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    for signature in SIGNATURES[name]:
+        assert f"signature_def['{signature}']" in shown
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_warmup_requests_parse_and_match_the_signatures(model_base, name):
+    requests = read_warmup_requests(export_dir(model_base, name))
+    assert {request.model_spec.signature_name for request in requests} == SIGNATURES[name]
+    loaded = tf.saved_model.load(str(export_dir(model_base, name)))
+    for request in requests:
+        assert request.model_spec.name == name
+        expected_inputs = set(loaded.signatures[request.model_spec.signature_name].structured_input_signature[1])
+        assert set(request.inputs) == expected_inputs
+
+
+def test_models_config_lists_every_export():
+    config = text_format.Parse((REPO_ROOT / "serving" / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
+    entries = {entry.name: entry for entry in config.model_config_list.config}
+    assert set(entries) == {MnistTask.export_name, LanguageModelTask.export_name, BertTask.export_name}
+    for name, entry in entries.items():
+        assert entry.base_path == f"/models/{name}" and entry.model_platform == "tensorflow"
+    compose = (REPO_ROOT / "serving" / "docker-compose.yml").read_text()
+    tf_version = next(line.split("==")[1] for line in (REPO_ROOT / "requirements.txt").read_text().splitlines() if line.startswith("tensorflow=="))
+    assert f"tensorflow/serving:{tf_version}" in compose, "the Docker tag must match the pinned TensorFlow"
+
+
+def _ops_reachable(export: Path, signature: str) -> set[str]:
+    """Op types a signature can run: its graph nodes and every function they call, recursively."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    meta_graph = saved_model_pb2.SavedModel.FromString((export / "saved_model.pb").read_bytes()).meta_graphs[0]
+    library = {function.signature.name: function for function in meta_graph.graph_def.library.function}
+    outputs = {info.name.split(":")[0] for info in meta_graph.signature_def[signature].outputs.values()}
+    nodes = [node for node in meta_graph.graph_def.node if node.name in outputs]
+    ops, seen = set(), set()
+    while nodes:
+        node = nodes.pop()
+        ops.add(node.op)
+        for attr in node.attr.values():
+            for function_name in [attr.func.name, *(item.name for item in attr.list.func)]:
+                if function_name in library and function_name not in seen:
+                    seen.add(function_name)
+                    nodes.extend(library[function_name].node_def)
+    return ops
+
+
+def test_token_id_signature_runs_without_tf_text_ops(model_base):
+    export = export_dir(model_base, "bert_sst2")
+    not_core = lambda ops: {op for op in ops if not hasattr(tf.raw_ops, op)}  # noqa: E731
+    assert not_core(_ops_reachable(export, "serving_default")), "the raw-string signature should need TF Text ops"
+    assert not_core(_ops_reachable(export, "classify_token_ids")) == set()
+
+
+# ---- the local server: endpoints and equality with the SavedModel --------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_status_and_metadata_endpoints(server, name):
+    for path in (f"/v1/models/{name}", f"/v1/models/{name}/versions/1"):
+        status, body = http(server, "GET", path)
+        assert status == 200
+        assert body["model_version_status"] == [{"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]
+    for path in (f"/v1/models/{name}/metadata", f"/v1/models/{name}/versions/1/metadata"):
+        status, body = http(server, "GET", path)
+        assert status == 200 and body["model_spec"] == {"name": name, "version": "1", "signature_name": ""}
+        signature_defs = body["metadata"]["signature_def"]["signature_def"]
+        assert SIGNATURES[name] <= set(signature_defs)
+        assert signature_defs["serving_default"]["method_name"] == "tensorflow/serving/predict"
+
+
+def test_mnist_predictions_equal_the_saved_model_in_both_formats(server, model_base):
+    images = mnist_images(5)
+    expected = local_outputs(export_dir(model_base, "mnist"), "serving_default", images=images)
+    status, rows = http(server, "POST", "/v1/models/mnist:predict", {"instances": images.tolist()})
+    assert status == 200 and len(rows["predictions"]) == 5
+    np.testing.assert_allclose([row["probabilities"] for row in rows["predictions"]], expected["probabilities"], atol=1e-6)
+    assert [row["class_ids"] for row in rows["predictions"]] == expected["class_ids"].tolist()
+    status, columns = http(server, "POST", "/v1/models/mnist/versions/1:predict", {"inputs": {"images": images.tolist()}})
+    assert status == 200
+    np.testing.assert_allclose(columns["outputs"]["probabilities"], expected["probabilities"], atol=1e-6)
+
+    uint8 = (images.reshape(5, 28, 28) * 255).round().astype("uint8")
+    status, body = http(server, "POST", "/v1/models/mnist:predict", {"signature_name": "classify_uint8", "instances": uint8.tolist()})
+    assert status == 200 and [row["class_ids"] for row in body["predictions"]] == expected["class_ids"].tolist()
+
+
+def test_bert_predictions_equal_the_saved_model_with_text_and_b64(server, model_base):
+    texts = ["a gorgeous, witty film", "the plot is dull and the acting worse", "ok"]
+    expected = local_outputs(export_dir(model_base, "bert_sst2"), "serving_default", text=texts)
+    status, body = http(server, "POST", "/v1/models/bert_sst2:predict", {"instances": texts})
+    assert status == 200
+    np.testing.assert_allclose([row["probabilities"] for row in body["predictions"]], expected["probabilities"], atol=1e-5)
+    assert [row["labels"] for row in body["predictions"]] == [label.decode() for label in expected["labels"]]
+    b64 = [{"b64": base64.b64encode(text.encode()).decode()} for text in texts]
+    status, body = http(server, "POST", "/v1/models/bert_sst2:predict", {"inputs": {"text": b64}})
+    assert status == 200
+    np.testing.assert_allclose(body["outputs"]["probabilities"], expected["probabilities"], atol=1e-5)
+
+
+def test_lm_signatures_over_rest(server, model_base):
+    export = export_dir(model_base, "lm")
+    status, body = http(server, "POST", "/v1/models/lm:predict", {"signature_name": "encode", "inputs": "ROMEO:"})
+    assert status == 200
+    token_ids = body["outputs"]
+    assert token_ids == local_outputs(export, "encode", text="ROMEO:")["token_ids"].tolist()
+    status, body = http(server, "POST", "/v1/models/lm:predict", {"instances": [token_ids]})
+    assert status == 200
+    np.testing.assert_allclose(body["predictions"], local_outputs(export, "serving_default", token_ids=[token_ids])["logits"], atol=1e-5)
+    status, body = http(server, "POST", "/v1/models/lm:predict", {"signature_name": "decode", "inputs": {"token_ids": token_ids}})
+    assert status == 200 and body["outputs"] == "ROMEO:"
+
+
+def test_grpc_predict_metadata_and_status(server, model_base):
+    from tensorflow_serving.apis import get_model_status_pb2, model_pb2, model_service_pb2_grpc
+
+    client = GrpcClient(server.grpc_address)
+    signatures = client.signatures("bert_sst2")
+    assert SIGNATURES["bert_sst2"] <= set(signatures)
+    texts = ["a gorgeous, witty film", "dull"]
+    outputs = client.predict("bert_sst2", signatures["serving_default"], {"text": np.array([t.encode() for t in texts], dtype=object)})
+    expected = local_outputs(export_dir(model_base, "bert_sst2"), "serving_default", text=texts)
+    np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], atol=1e-5)
+    assert outputs["labels"].tolist() == expected["labels"].tolist()
+
+    images = mnist_images(3)
+    outputs = client.predict("mnist", client.signatures("mnist")["serving_default"], {"images": images})
+    np.testing.assert_allclose(outputs["probabilities"], local_outputs(export_dir(model_base, "mnist"), "serving_default", images=images)["probabilities"], atol=1e-6)
+
+    status = model_service_pb2_grpc.ModelServiceStub(client.channel).GetModelStatus(
+        get_model_status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name="lm"))
+    )
+    assert [(entry.version, entry.state) for entry in status.model_version_status] == [(1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
+
+    with pytest.raises(ServerError, match="NOT_FOUND.*Servable not found"):
+        client.signatures("no_such_model")
+    with pytest.raises(ServerError, match="INVALID_ARGUMENT.*expects float"):
+        client.predict("mnist", client.signatures("mnist")["serving_default"], {"images": np.zeros([1, 784], np.int32)})
+
+
+# ---- hostile and malformed requests --------------------------------------------------------------
+
+HOSTILE = [
+    ("bad JSON", "POST", "/v1/models/mnist:predict", "{", 400, "JSON Parse error"),
+    ("body not an object", "POST", "/v1/models/mnist:predict", "[1, 2]", 400, "JSON object"),
+    ("no instances or inputs", "POST", "/v1/models/mnist:predict", {}, 400, "missing 'inputs' or 'instances'"),
+    ("both formats", "POST", "/v1/models/mnist:predict", {"instances": [[0.0] * 784], "inputs": [[0.0] * 784]}, 400, "both"),
+    ("wrong input name", "POST", "/v1/models/mnist:predict", {"inputs": {"pixels": [[0.0] * 784]}}, 400, "unknown input(s) ['pixels']"),
+    ("strings for floats", "POST", "/v1/models/mnist:predict", {"instances": [["x"] * 784]}, 400, "expected float32 numbers"),
+    ("wrong shape", "POST", "/v1/models/mnist:predict", {"instances": [[0.1, 0.2]]}, 400, "shape [1, 2]"),
+    ("NaN pixel", "POST", "/v1/models/mnist:predict", '{"instances": [[NaN' + ", 0.0" * 783 + "]]}", 400, "NaN"),
+    ("infinite pixel", "POST", "/v1/models/mnist:predict", '{"instances": [[Infinity' + ", 0.0" * 783 + "]]}", 400, "NaN or infinite"),
+    ("uint8 out of range", "POST", "/v1/models/mnist:predict", {"signature_name": "classify_uint8", "instances": [[[300] * 28] * 28]}, 400, "range"),
+    ("huge body", "POST", "/v1/models/mnist:predict", b"[" + b"0," * MAX_BODY_BYTES + b"0]", 413, "exceeded"),
+    ("unknown model", "POST", "/v1/models/nope:predict", {"instances": [1]}, 404, "Servable not found for request: Latest(nope)"),
+    ("dot-dot in name", "GET", "/v1/models/..%2F..%2Fetc", None, 400, "invalid model name"),
+    ("absolute path name", "POST", "/v1/models/%2Fetc%2Fpasswd:predict", {"instances": [1]}, 400, "invalid model name"),
+    ("unknown version", "GET", "/v1/models/mnist/versions/7", None, 404, "Specific(mnist, 7)"),
+    ("non-numeric version", "POST", "/v1/models/mnist/versions/..:predict", {"instances": [1]}, 400, "invalid version"),
+    ("empty instances", "POST", "/v1/models/mnist:predict", {"instances": []}, 400, "empty"),
+    ("empty columnar batch", "POST", "/v1/models/mnist:predict", {"inputs": {"images": []}}, 400, "shape"),
+    ("unknown signature", "POST", "/v1/models/mnist:predict", {"signature_name": "steal", "instances": [[0.0] * 784]}, 400, 'key "steal" not found'),
+    ("signature name not a string", "POST", "/v1/models/mnist:predict", {"signature_name": 5, "instances": [[0.0] * 784]}, 400, "must be a string"),
+    ("number for text", "POST", "/v1/models/bert_sst2:predict", {"instances": [5]}, 400, "expected strings"),
+    ("bad base64", "POST", "/v1/models/bert_sst2:predict", {"instances": [{"b64": "%%%"}]}, 400, "not valid base64"),
+    ("ragged token ids", "POST", "/v1/models/lm:predict", {"instances": [[1, 2], [1]]}, 400, "rectangular"),
+    ("fractional token ids", "POST", "/v1/models/lm:predict", {"instances": [[1.5, 2]]}, 400, "integers"),
+    ("token id outside the vocabulary", "POST", "/v1/models/lm:predict", {"instances": [[999999]]}, 400, "rejected the input"),
+    ("scalar signature in row format", "POST", "/v1/models/lm:predict", {"signature_name": "encode", "instances": ["a"]}, 400, "use 'inputs'"),
+    ("deeply nested JSON", "POST", "/v1/models/mnist:predict", '{"instances": ' + "[" * 100_000 + "]" * 100_000 + "}", 400, "JSON Parse error"),
+    ("GET on predict", "GET", "/v1/models/mnist:predict", None, 405, "Method Not Allowed"),
+    ("POST on status", "POST", "/v1/models/mnist", {}, 405, "Method Not Allowed"),
+    ("unknown path", "GET", "/v2/everything", None, 404, "Not Found"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "message"), [case[1:] for case in HOSTILE], ids=[case[0] for case in HOSTILE])
+def test_hostile_request_gets_a_clear_error(server, method, path, body, status, message):
+    got_status, answer = http(server, method, path, body)
+    assert (got_status, set(answer)) == (status, {"error"}), answer
+    assert message in answer["error"]
+
+
+def test_long_text_is_answered_and_the_server_keeps_serving(server):
+    status, body = http(server, "POST", "/v1/models/bert_sst2:predict", {"instances": ["great " * 1700]})  # 10,200 characters
+    assert status == 200 and body["predictions"][0]["labels"] in ("negative", "positive")
+    assert server.process.poll() is None
+    status, body = http(server, "POST", "/v1/models/mnist:predict", {"instances": mnist_images(1).tolist()})
+    assert status == 200 and len(body["predictions"]) == 1
+
+
+# ---- new versions --------------------------------------------------------------------------------
+
+
+def wait_for(check, seconds: float = 60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.25)
+    raise AssertionError(f"still false after {seconds} s")
+
+
+def test_new_versions_are_picked_up_and_half_written_ones_ignored(server, model_base, tmp_path):
+    model_dir = model_base / "mnist_hot"
+    source = export_dir(model_base, "mnist")
+    for version in (1, 2):  # published as the exporter does: copy aside, then one rename
+        shutil.copytree(source, model_dir / f".staging-{version}")
+        os.rename(model_dir / f".staging-{version}", model_dir / str(version))
+        wait_for(lambda: http(server, "GET", "/v1/models/mnist_hot")[1].get("model_version_status", [{}])[0].get("version") == str(version))
+
+    half_written = model_dir / "3"
+    half_written.mkdir()
+    (half_written / "saved_model.pb").write_bytes((source / "saved_model.pb").read_bytes()[:1000])
+    wait_for(lambda: "could not load mnist_hot version 3" in server.log())
+    status, body = http(server, "POST", "/v1/models/mnist_hot:predict", {"instances": mnist_images(1).tolist()})
+    assert status == 200 and http(server, "GET", "/v1/models/mnist_hot")[1]["model_version_status"][0]["version"] == "2"
+    assert http(server, "GET", "/v1/models/mnist_hot/versions/3")[0] == 404
+
+
+# ---- batching ------------------------------------------------------------------------------------
+
+
+def test_split_by_length_keeps_short_and_long_texts_apart():
+    from app.serving.batching import split_by_length
+
+    assert split_by_length([10, 200, 15, 190, 12], call_overhead=256) == [[0, 4, 2], [3, 1]]
+    assert split_by_length([50] * 6, call_overhead=256) == [[0, 1, 2, 3, 4, 5]]
+    assert split_by_length([10, 5000], call_overhead=1e9) == [[0, 1]]
+
+
+def test_batching_merges_concurrent_requests_with_the_same_answers(model_base):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.serving.batching import BatchingConfig, ModelRunner
+    from app.serving.repository import Servable
+
+    servable = Servable.load("bert_sst2", 1, export_dir(model_base, "bert_sst2"))
+    signature = servable.signature("serving_default")
+    texts = [f"a {'very ' * (i % 3)}good film number {i}" for i in range(12)]
+    requests = [{"text": np.array([text.encode()], dtype=object)} for text in texts]
+
+    async def answer_all(runner):
+        return await asyncio.gather(*(runner.run(servable, signature, request) for request in requests))
+
+    with ThreadPoolExecutor(2) as executor:
+        one_by_one = ModelRunner(executor, BatchingConfig(enabled=False))
+        batched = ModelRunner(executor, BatchingConfig(enabled=True, max_batch_size=32, timeout_ms=50))
+        expected, merged = asyncio.run(answer_all(one_by_one)), asyncio.run(answer_all(batched))
+    assert one_by_one.model_calls == 12 and batched.model_calls < 6
+    for want, got in zip(expected, merged):
+        np.testing.assert_allclose(got["probabilities"], want["probabilities"], atol=1e-5)
+
+
+# ---- the client and the server command -----------------------------------------------------------
+
+
+def test_predict_cli_classifies_text_and_images(server, tmp_path):
+    done = run_app("app.predict", "--server", server.rest_url, "--model", "bert_sst2", "a gorgeous, witty film", "dull")
+    assert done.returncode == 0, done.stderr
+    predictions = last_json_line(done.stdout)["predictions"]
+    assert [row["input"] for row in predictions] == ["a gorgeous, witty film", "dull"]
+    assert all(row["labels"] in ("negative", "positive") for row in predictions)
+
+    arrays = read_mnist_arrays(SHARED_DATA_DIR / "mnist" / "mnist.npz")
+    paper = tmp_path / "paper.png"  # dark ink on white paper, as a phone photo would be
+    paper.write_bytes(tf.io.encode_png(255 - arrays["x_test"][0][..., None]).numpy())
+    done = run_app("app.predict", "--grpc", server.grpc_address, "--model", "mnist", str(paper))
+    assert done.returncode == 0, done.stderr
+    original = arrays["x_test"][0].reshape(1, 784).astype("float32") / 255.0
+    status, body = http(server, "POST", "/v1/models/mnist:predict", {"instances": original.tolist()})
+    assert last_json_line(done.stdout)["predictions"][0]["class_ids"] == body["predictions"][0]["class_ids"]
+
+
+def test_generation_through_the_server_equals_local_generation(server, model_base):
+    from app.generate import SamplingConfig, generate
+
+    local = generate(export_dir(model_base, "lm"), "ROMEO:", SamplingConfig(length=30, seed=3))
+    for where in (["--server", server.rest_url], ["--grpc", server.grpc_address]):
+        done = run_app("app.predict", *where, "--model", "lm", "ROMEO:", "--length", "30", "--seed", "3", "--window", "50")
+        assert done.returncode == 0, done.stderr
+        assert last_json_line(done.stdout)["text"] == local
+
+
+def test_predict_cli_without_a_server_says_so():
+    done = run_app("app.predict", "--server", "http://127.0.0.1:9", "--model", "mnist", "x.png")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: cannot reach http://127.0.0.1:9")
+
+
+def test_serve_rejects_a_missing_model_base(tmp_path):
+    done = run_app("app.serve", "--model-base", str(tmp_path / "missing"), "--port", "0")
+    assert done.returncode == 2
+    assert "is not a folder" in done.stderr.strip().splitlines()[-1]
+
+
+def test_server_stops_cleanly_with_a_json_summary(model_base):
+    with start_server(model_base) as running:
+        assert RestClient(running.rest_url).signatures("mnist")
+    log = running.stop()
+    assert running.process.returncode == 0
+    summary = json.loads(log.strip().splitlines()[-1])
+    assert {"bert_sst2": 1, "lm": 1, "mnist": 1}.items() <= summary["models"].items() and summary["batching"] is False
