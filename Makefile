@@ -6,7 +6,7 @@ VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/requirements.installed
 
-.PHONY: setup run test bench serve clean
+.PHONY: setup run test bench serve notebooks lab clean
 
 setup:
 	@test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ run: setup
 
 test: setup
 	$(VENV_PYTHON) -m pytest
+
+notebooks: setup
+	$(VENV_PYTHON) -m app.notebooks --out notebooks/executed
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
 
 serve: setup
 	$(VENV_PYTHON) -m app.serve --model-base saved_models --port 8501 --grpc-port 8500

@@ -18,7 +18,11 @@ class UsageError(Exception):
     """The command cannot do what was asked (bad combination of flags, nothing to resume, ...)."""
 
 
-class TrainingFailed(Exception):
+class CommandFailed(Exception):
+    """The command ran but its work failed (exit code 1); the message says what and where."""
+
+
+class TrainingFailed(CommandFailed):
     """Training stopped on its own (e.g. the loss became NaN); the message says what was kept."""
 
 
@@ -65,7 +69,7 @@ def run_command(main: Callable[[Sequence[str] | None], dict], argv: Sequence[str
         result = main(argv)
     except (DataError, UsageError) as error:
         sys.exit(_fail(error, EXIT_USER_ERROR))
-    except TrainingFailed as error:
+    except CommandFailed as error:
         sys.exit(_fail(error, 1))
     except Interrupted as error:
         sys.exit(_fail(error, EXIT_INTERRUPTED))

@@ -68,3 +68,19 @@ def plot_roc_curves(curves: dict[str, tuple], out_png: Path, title: str) -> Path
     figure.savefig(out_png, dpi=100)
     plt.close(figure)
     return out_png
+
+
+def plot_image_grid(images, captions: list[str], out_png: Path, title: str, columns: int = 8) -> Path:
+    """Small grey images (e.g. digits) in a grid, each with its caption."""
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.6 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, caption in zip(axes.flat, images, captions):
+        axis.imshow(np.asarray(image).reshape(28, 28) if np.size(image) == 784 else image, cmap="gray")
+        axis.set_title(caption, fontsize=9)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(out_png, dpi=100)
+    plt.close(figure)
+    return out_png

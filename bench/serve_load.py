@@ -2,7 +2,7 @@
 
 For each setting a fresh server is started on loopback; one client, then ``--clients`` concurrent
 clients, each send one SST-2 dev sentence per request for ``--seconds``. Prints throughput,
-p50/p95/p99 latency, errors and the server's RSS before/after, then one JSON line with both sides and
+p50/p95/p99 latency, errors and the server's RSS (before, during, after), then one JSON line with both sides and
 the throughput ratio (batching on / off). Needs an export under ``--model-base``; without one it first
 trains a quick one (speed does not depend on accuracy).
 
@@ -70,15 +70,36 @@ async def run_clients(url: str, sentences: list[str], clients: int, seconds: flo
     }
 
 
+async def sample_rss(server, every: float, samples: list[float]) -> None:
+    while True:
+        samples.append(round(server.rss_mb()))
+        await asyncio.sleep(every)
+
+
+async def run_phase(server, url: str, sentences: list[str], clients: int, seconds: float, rss: list[float]) -> dict:
+    """One load phase, with the server's RSS sampled every tenth of it."""
+    sampler = asyncio.get_running_loop().create_task(sample_rss(server, seconds / 10, rss))
+    try:
+        return await run_clients(url, sentences, clients, seconds)
+    finally:
+        sampler.cancel()
+
+
 def measure(model_base: Path, model: str, flags: list[str], sentences: list[str], clients: int, seconds: float) -> dict:
     with start_server(model_base, *flags) as server:
         url = f"{server.rest_url}/v1/models/{model}:predict"
         asyncio.run(run_clients(url, sentences, clients, 3))  # warm the bucket shapes up
-        rss_before = server.rss_mb()
-        single = asyncio.run(run_clients(url, sentences, 1, seconds))
-        concurrent = asyncio.run(run_clients(url, sentences, clients, seconds))
+        rss_before, rss = server.rss_mb(), []
+        single = asyncio.run(run_phase(server, url, sentences, 1, seconds, rss))
+        concurrent = asyncio.run(run_phase(server, url, sentences, clients, seconds, rss))
         rss_after = server.rss_mb()
-    result = {"one_client": single, f"{clients}_clients": concurrent, "rss_mb_before": round(rss_before), "rss_mb_after": round(rss_after)}
+    result = {
+        "one_client": single,
+        f"{clients}_clients": concurrent,
+        "rss_mb_before": round(rss_before),
+        "rss_mb_after": round(rss_after),
+        "rss_mb_samples": rss,
+    }
     print(json.dumps(result), file=sys.stderr, flush=True)
     return result
 

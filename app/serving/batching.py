@@ -119,8 +119,8 @@ class ModelRunner:
         if _is_text_signature(signature):
             (name,) = signature.inputs
             lengths = [max(len(text) for text in inputs[name]) for inputs, _ in batch]
-            for group in split_by_length(lengths, self.config.call_overhead_bytes):
-                await self._run_merged([batch[index] for index in group], servable, signature)
+            groups = split_by_length(lengths, self.config.call_overhead_bytes)
+            await asyncio.gather(*(self._run_merged([batch[index] for index in group], servable, signature) for group in groups))
         else:
             await self._run_merged(batch, servable, signature)
 
