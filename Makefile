@@ -24,8 +24,9 @@ test: setup
 notebooks: setup
 	$(VENV_PYTHON) -m app.notebooks --out notebooks/executed
 
+# Containers often run as root, which Jupyter refuses without --allow-root.
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 serve: setup
 	$(VENV_PYTHON) -m app.serve --model-base saved_models --port 8501 --grpc-port 8500
