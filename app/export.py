@@ -106,3 +106,37 @@ def resolve_version(model_dir: str | Path, version: int | None = None) -> Path:
 
 def read_metadata(export_dir: str | Path) -> dict:
     return json.loads((Path(export_dir) / "assets.extra" / METADATA_FILE).read_text())
+
+
+def export_one_signature(source_dir: str | Path, signature: str, out_dir: str | Path, name: str) -> Path:
+    """Re-export one signature of an export, alone, as ``serving_default`` of the next version of
+    ``out_dir/name``. The new SavedModel holds only that signature's graph and the variables, so ops
+    the other signatures need (e.g. TF Text's, in the BERT export's raw-string signature) are not in
+    it, and TF Serving builds without them can load it."""
+    import tensorflow_text  # noqa: F401  (the source export may need TF Text ops to load)
+
+    from app.serving.warmup import read_warmup_requests
+
+    source_dir = Path(source_dir)
+    loaded = tf.saved_model.load(str(source_dir))
+    if signature not in loaded.signatures:
+        raise KeyError(f"{source_dir} has no signature {signature!r} (it has {sorted(loaded.signatures)})")
+    function = loaded.signatures[signature]
+    holder = tf.Module()
+    holder.variables_used = list(loaded.variables)  # tracked, so the function's captured weights are saved
+
+    model_dir = Path(out_dir) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = model_dir / f".staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    tf.saved_model.save(holder, str(staging), signatures={"serving_default": function})
+
+    (staging / "assets.extra").mkdir(exist_ok=True)
+    metadata = {**read_metadata(source_dir), "name": name, "signatures": ["serving_default"]}
+    metadata["exported_from"] = {"export": str(source_dir), "signature": signature}
+    (staging / "assets.extra" / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    examples = [request for request in read_warmup_requests(source_dir) if request.model_spec.signature_name == signature]
+    if examples:
+        inputs = {key: tf.make_ndarray(value) for key, value in examples[0].inputs.items()}
+        write_warmup_requests(staging, name, {"serving_default": inputs})
+    return _publish(staging, model_dir)

@@ -392,3 +392,36 @@ def test_server_stops_cleanly_with_a_json_summary(model_base):
     assert running.process.returncode == 0
     summary = json.loads(log.strip().splitlines()[-1])
     assert {"bert_sst2": 1, "lm": 1, "mnist": 1}.items() <= summary["models"].items() and summary["batching"] is False
+
+
+def test_token_id_signature_alone_loads_without_tf_text(model_base, tmp_path):
+    """The re-exported token-id signature loads in a TF1 session (the C++ loader TF Serving uses)
+    in a process that never imports tensorflow_text, and answers like the original signature."""
+    done = run_app(
+        "app.export_signature", "--model-dir", str(model_base / "bert_sst2"), "--signature", "classify_token_ids",
+        "--name", "bert_ids", "--out", str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr
+    export = Path(last_json_line(done.stdout)["export_dir"])
+    assert export == tmp_path / "bert_ids" / "1"
+    assert [request.model_spec.signature_name for request in read_warmup_requests(export)] == ["serving_default"]
+
+    ids = np.array([[101, 1037, 9882, 2143, 102]], np.int32)
+    inputs = {"input_word_ids": ids, "input_mask": np.ones_like(ids), "input_type_ids": np.zeros_like(ids)}
+    expected = local_outputs(export_dir(model_base, "bert_sst2"), "classify_token_ids", **inputs)["probabilities"]
+    script = f"""
+import sys, json, numpy as np, tensorflow as tf
+with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], {str(export)!r})
+    signature = meta.signature_def["serving_default"]
+    feed = {{signature.inputs[name].name: np.array(value, np.int32) for name, value in {json.dumps({k: v.tolist() for k, v in inputs.items()})}.items()}}
+    probabilities = session.run(signature.outputs["probabilities"].name, feed)
+assert "tensorflow_text" not in sys.modules
+print(json.dumps(probabilities.tolist()))
+"""
+    answer = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    np.testing.assert_allclose(json.loads(answer.stdout.strip().splitlines()[-1]), expected, atol=1e-5)
+
+    missing = run_app("app.export_signature", "--model-dir", str(model_base / "bert_sst2"), "--signature", "nope", "--out", str(tmp_path))
+    assert missing.returncode == 2 and "has no signature 'nope'" in missing.stderr.strip().splitlines()[-1]
