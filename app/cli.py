@@ -58,6 +58,13 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def dropout_rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"a dropout rate is in [0, 1), not {text}")
+    return value
+
+
 def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 

@@ -1,12 +1,22 @@
 """Device-dependent choices made in one place: XLA, mixed precision, multi-GPU strategy.
 
-The same code runs on CPU and GPU; only these decisions differ.
+The same code runs on CPU and GPU; only these decisions differ. CPUs differ too: bfloat16 pays only
+on those with AMX or AVX512-BF16 instructions, and even there it is measured before it is used.
 """
 
 from __future__ import annotations
 
+import functools
+import platform
+import time
+from pathlib import Path
+
 import keras
 import tensorflow as tf
+
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+# bf16 is used on a CPU only when its matrix products measure at least this much faster than fp32.
+BF16_MIN_SPEEDUP = 1.3
 
 
 def gpus() -> list:
@@ -20,13 +30,60 @@ def use_jit_compile(choice: str, cpu_default: bool) -> bool:
     return choice == "on"
 
 
-def set_precision_policy(choice: str) -> str:
-    """``auto`` = mixed precision on GPU (bfloat16 on Ampere or newer, float16 before), float32 on CPU."""
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether the CPU has bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16)."""
+    return any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
+
+
+@functools.cache
+def bf16_matmul_speedup(size: int = 1024, repeats: int = 5) -> float:
+    """How many times faster a [size x size] matrix product runs in bfloat16 than in float32 here."""
+
+    def seconds(dtype) -> float:
+        a = tf.random.stateless_normal([size, size], seed=[0, 1], dtype=tf.float32)
+        a = tf.cast(a, dtype)
+        tf.linalg.matmul(a, a).numpy()  # warm-up: kernel selection
+        start = time.perf_counter()
+        for _ in range(repeats):
+            tf.linalg.matmul(a, a).numpy()
+        return time.perf_counter() - start
+
+    return seconds(tf.float32) / seconds(tf.bfloat16)
+
+
+def set_precision_policy(choice: str, bf16_candidate_on_cpu: bool = False) -> str:
+    """``off`` = float32, ``bf16`` = mixed_bfloat16. ``auto``: on a GPU, mixed precision (bfloat16 on
+    Ampere or newer, float16 before); on a CPU, mixed_bfloat16 only for models that may gain from it
+    (``bf16_candidate_on_cpu``) on CPUs with bf16 instructions where it measures faster, else float32."""
     policy = "float32"
-    if choice == "auto" and gpus():
+    if choice == "bf16":
+        policy = "mixed_bfloat16"
+    elif choice == "auto" and gpus():
         details = tf.config.experimental.get_device_details(gpus()[0])
         major, _ = details.get("compute_capability", (0, 0))
         policy = "mixed_bfloat16" if major >= 8 else "mixed_float16"
+    elif choice == "auto" and bf16_candidate_on_cpu and cpu_supports_bf16() and bf16_matmul_speedup() >= BF16_MIN_SPEEDUP:
+        policy = "mixed_bfloat16"
     keras.mixed_precision.set_global_policy(policy)
     return policy
 

@@ -1,8 +1,10 @@
-"""Sample text from an exported language model:
-``python -m app.generate --model-dir saved_models/lm --prompt "ROMEO:" --length 300 --temperature 0.8 --top-k 20``
+"""Sample text from an exported language model (LSTM or GPT):
+``python -m app.generate --model-dir saved_models/gpt --prompt "ROMEO:" --length 300 --temperature 0.8 --top-k 20``
 
-Only the SavedModel is used (its ``encode``, ``serving_default`` and ``decode`` signatures), never
-training code, so this is exactly what a served model would produce. Same seed, same text.
+Only the SavedModel is used, never training code, so this is exactly what a served model produces:
+one call of its ``generate`` signature (the sampling loop runs inside the graph), or, for exports
+made before that signature existed, a loop here over ``encode``, ``serving_default`` and ``decode``
+that re-reads the last window for every token. Same seed, same text.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from app.cli import ArgumentParser, UsageError, non_negative_float, positive_int, run_command
+
+GENERATE_SIGNATURE = "generate"  # app.sampler.SIGNATURE_NAME (not imported: this module must stay light for clients)
 
 
 @dataclass(frozen=True)
@@ -58,16 +62,44 @@ def sample_text(predict: Callable[[str, dict], dict], prompt: str, config: Sampl
     return prompt + separator + continuation.item().decode("utf-8")
 
 
-def generate(export_dir, prompt: str, config: SamplingConfig = SamplingConfig()) -> str:
-    """Continue ``prompt`` with the exported model in ``export_dir`` (loaded in this process)."""
+def generate_in_graph(predict: Callable[[str, dict], dict], prompt: str, config: SamplingConfig, separator: str = "") -> str:
+    """Continue ``prompt`` with one call of the export's ``generate`` signature."""
+    outputs = predict(
+        GENERATE_SIGNATURE,
+        {
+            "prompt": np.array(prompt.encode("utf-8"), dtype=object),
+            "max_new_tokens": np.array(config.length, np.int32),
+            "temperature": np.array(config.temperature, np.float32),
+            "top_k": np.array(config.top_k, np.int32),
+            "seed": np.array(config.seed, np.int32),
+        },
+    )
+    return prompt + separator + outputs["text"].item().decode("utf-8")
+
+
+def continue_text(predict, signature_names, prompt: str, config: SamplingConfig, window: int, separator: str = "") -> str:
+    """In-graph generation where the export has it, else the per-token loop (older exports)."""
+    if GENERATE_SIGNATURE in signature_names:
+        return generate_in_graph(predict, prompt, config, separator)
+    return sample_text(predict, prompt, config, window, separator)
+
+
+def generate(export_dir, prompt: str, config: SamplingConfig = SamplingConfig(), in_graph: bool = True) -> str:
+    """Continue ``prompt`` with the exported model in ``export_dir`` (loaded in this process);
+    ``in_graph=False`` forces the per-token loop (for comparisons)."""
     from app.export import read_metadata
+    from app.serving.errors import InvalidRequest
     from app.serving.repository import Servable
 
     metadata = read_metadata(export_dir)
     if metadata.get("task") != "lm":
         raise UsageError(f"{export_dir} is not a language-model export (it is {metadata.get('task')!r})")
     servable = Servable.load(metadata["name"], 0, Path(export_dir))
-    return sample_text(servable.run, prompt, config, metadata["seq_len"], metadata_separator(metadata))
+    signature_names = set(servable.signatures) if in_graph else set()
+    try:
+        return continue_text(servable.run, signature_names, prompt, config, metadata["seq_len"], metadata_separator(metadata))
+    except InvalidRequest as error:
+        raise UsageError(str(error)) from None
 
 
 def metadata_separator(metadata: dict) -> str:
@@ -77,12 +109,12 @@ def metadata_separator(metadata: dict) -> str:
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m app.generate", description="Sample text from an exported language model.")
-    parser.add_argument("--model-dir", default="saved_models/lm", help="export base (newest version) or one version")
+    parser.add_argument("--model-dir", default="saved_models/lm", help="export base (newest version) or one version, e.g. saved_models/gpt")
     parser.add_argument("--version", type=positive_int, help="version number under --model-dir (default: newest)")
     parser.add_argument("--prompt", default="ROMEO:", help="text to continue")
-    parser.add_argument("--length", type=positive_int, default=300, help="tokens to generate")
+    parser.add_argument("--length", type=positive_int, default=300, help="tokens to generate (at most 2000 per call)")
     parser.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 = greedy; higher = more random")
-    parser.add_argument("--top-k", type=int, default=20, help="sample among the k most likely tokens (0 = all)")
+    parser.add_argument("--top-k", type=int, default=20, help="sample among the k most likely tokens (0 = all, at most the vocabulary size)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -96,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     try:
         export_dir = resolve_version(args.model_dir, args.version)
     except FileNotFoundError as error:
-        raise UsageError(f"{error}; train one with: python -m app.train lm") from None
+        raise UsageError(f"{error}; train one with: python -m app.train lm (or gpt)") from None
     config = SamplingConfig(length=args.length, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
     text = generate(export_dir, args.prompt, config)
     print(text)

@@ -16,7 +16,7 @@ def plot_training_curves(history_csv: Path, out_png: Path, title: str) -> Path:
     """Plot every metric in a Keras CSVLogger file against its ``val_`` twin."""
     history = pd.read_csv(history_csv)
     metrics = [column for column in history.columns if column != "epoch" and not column.startswith("val_")]
-    metrics = [m for m in metrics if m != "learning_rate"]
+    metrics = [m for m in metrics if m not in ("learning_rate", "elapsed_seconds")]
     figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
     epochs = history["epoch"] + 1
     for axis, metric in zip(axes[0], metrics):
@@ -28,6 +28,24 @@ def plot_training_curves(history_csv: Path, out_png: Path, title: str) -> Path:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(out_png, dpi=100)
+    plt.close(figure)
+    return out_png
+
+
+def plot_loss_against_time(histories: dict[str, Path], out_png: Path, title: str) -> Path:
+    """Validation loss of several runs against their training time (the ``elapsed_seconds`` column the
+    trainer logs), so models of different speeds are compared at equal compute."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for label, history_csv in histories.items():
+        history = pd.read_csv(history_csv)
+        axis.plot(history["elapsed_seconds"], history["val_loss"], marker="o", label=label)
+    axis.set_xlabel("training time (s)")
+    axis.set_ylabel("validation loss (nats per token)")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend()
     figure.tight_layout()
     figure.savefig(out_png, dpi=100)
     plt.close(figure)

@@ -2,11 +2,12 @@
 
     python -m app.predict --server http://localhost:8501 --model bert_sst2 "a gorgeous, witty film"
     python -m app.predict --grpc localhost:8500 --model mnist digit.png
-    python -m app.predict --server http://localhost:8501 --model lm "ROMEO:" --length 200
+    python -m app.predict --server http://localhost:8501 --model gpt "ROMEO:" --length 200
 
 What to send is read from the model's own metadata: a string input gets the texts, a float image
-input gets the PNG files, a token-id input (a language model) gets a prompt to continue. Only the
-public protocol is used, so this works against real TF Serving unchanged.
+input gets the PNG files, a language model gets a prompt to continue (one request to its
+``generate`` signature; older exports without it get one request per token). Only the public
+protocol is used, so this works against real TF Serving unchanged.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from app.cli import ArgumentParser, UsageError, non_negative_float, positive_int, run_command
-from app.generate import SamplingConfig, sample_text
+from app.generate import SamplingConfig, continue_text
 
 MNIST_SIDE = 28
 
@@ -80,7 +81,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--length", type=positive_int, default=200, help="language model: tokens to generate")
     parser.add_argument("--temperature", type=non_negative_float, default=0.8, help="language model: 0 = greedy")
     parser.add_argument("--top-k", type=int, default=20, help="language model: sample among the k most likely")
-    parser.add_argument("--window", type=positive_int, default=100, help="language model: tokens of context per step")
+    parser.add_argument(
+        "--window", type=positive_int, default=100,
+        help="language model without a generate signature: tokens of context per step",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=positive_int, default=30, help="seconds per request")
     return parser
@@ -103,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             def remote(name: str, inputs: dict) -> dict:
                 return client.predict(args.model, signatures[name], inputs)
 
-            text = sample_text(remote, " ".join(args.inputs), config, args.window)
+            text = continue_text(remote, set(signatures), " ".join(args.inputs), config, args.window)
             print(text)
             result = {"text": text, **vars(config)}
         elif others:

@@ -43,6 +43,7 @@ class TrainConfig:
     mixed_precision: str = "auto"
     steps_per_execution: int | None = None
     patience: int | None = None
+    max_minutes: float | None = None
     resume: bool = False
     quiet: bool = False
 
@@ -57,7 +58,8 @@ class TrainResult:
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Measures time spent training (each epoch up to its validation pass), for samples/s."""
+    """Measures time spent training (each epoch up to its validation pass), for samples/s, and logs
+    the running total as ``elapsed_seconds`` (in history.csv, for loss-against-time plots)."""
 
     def __init__(self):
         super().__init__()
@@ -78,6 +80,8 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._stop_clock()
         self.epochs += 1
+        if logs is not None:
+            logs["elapsed_seconds"] = round(self.seconds, 2)
 
 
 class StopBetweenSteps(keras.callbacks.Callback):
@@ -112,6 +116,23 @@ class StopBetweenSteps(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
     on_epoch_begin = on_train_batch_end = _stop_if_requested
+
+
+class StopAfterMinutes(keras.callbacks.Callback):
+    """Ends training at the first step boundary after a wall-clock budget (that epoch is still
+    validated, and the best epoch is what gets evaluated and exported)."""
+
+    def __init__(self, minutes: float | None):
+        super().__init__()
+        self.minutes, self.spent = minutes, False
+        self._start = time.perf_counter()
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.minutes is not None and time.perf_counter() - self._start >= 60 * self.minutes:
+            self.spent = self.model.stop_training = True
 
 
 class StopOnInvalidLoss(keras.callbacks.Callback):
@@ -163,12 +184,15 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
     say(data.description)
 
     jit_compile = devices.use_jit_compile(config.jit_compile, task.jit_compile_on_cpu)
-    policy = devices.set_precision_policy(config.mixed_precision)
+    policy = devices.set_precision_policy(config.mixed_precision, task.bf16_candidate_on_cpu)
     strategy = devices.distribution_strategy()
+    steps_per_epoch = int(data.train.cardinality())
+    if steps_per_epoch <= 0:  # unknown or infinite: estimate from the example count
+        steps_per_epoch = math.ceil(data.train_examples / batch_size)
     with strategy.scope():
         model = task.build_model(data)
         model.compile(
-            optimizer=task.optimizer(learning_rate, total_steps=epochs * math.ceil(data.train_examples / batch_size)),
+            optimizer=task.optimizer(learning_rate, total_steps=epochs * steps_per_epoch),
             loss=task.loss(),
             metrics=task.metrics(),
             jit_compile=jit_compile,
@@ -179,15 +203,17 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
         model.summary()
 
     timer, invalid_loss, interrupt = EpochTimer(), StopOnInvalidLoss(), StopBetweenSteps()
+    budget = StopAfterMinutes(config.max_minutes)
     callbacks = [
         interrupt,
+        budget,
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"), monitor="val_loss", save_best_only=True),
+        timer,  # before the logger, which then writes its elapsed_seconds
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir)),
         invalid_loss,
-        timer,
     ]
     say(f"training {task.name} for up to {epochs} epochs; logs in {run_dir}")
     try:
@@ -223,6 +249,10 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
         "export_dir": str(export_dir),
         "run_dir": str(run_dir),
         "epochs_trained": timer.epochs,
+        "stopped_by_time_budget": budget.spent,
+        "train_seconds": round(timer.seconds, 1),
+        "jit_compile": bool(model.jit_compile),
+        "precision": policy,
         "train_samples_per_s": round(data.train_examples * timer.epochs / timer.seconds, 1) if timer.seconds else None,
     }
     return TrainResult(model, data, summary)

@@ -14,9 +14,12 @@ def batch_for_training(
     batch_size: int,
     shuffle_seed: int | None = None,
     drop_remainder: bool = False,
+    cache: bool = True,
 ) -> tf.data.Dataset:
-    """Cache the examples once, reshuffle them every epoch (when a seed is given), batch, prefetch."""
-    dataset = dataset.cache()
+    """Cache the examples once (unless they differ every epoch), reshuffle them every epoch (when a
+    seed is given), batch, prefetch."""
+    if cache:
+        dataset = dataset.cache()
     if shuffle_seed is not None:
         dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

@@ -114,6 +114,8 @@ class TextConfig:
     validation_fraction: float = 0.1
     max_train_samples: int | None = None
     seed: int = 0
+    # Training windows start at a new random offset every epoch instead of always at 0, seq_len, ...
+    random_offsets: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,23 @@ def make_windows(token_ids: np.ndarray, seq_len: int) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((inputs, targets))
 
 
+def make_shifting_windows(token_ids: np.ndarray, seq_len: int, seed: int) -> tf.data.Dataset:
+    """Like `make_windows`, but every pass over the dataset starts the windows at a new random
+    offset in [0, seq_len): each epoch shows the model other contexts. One window fewer, so every
+    epoch has the same number of windows (a known epoch length)."""
+    count = (len(token_ids) - 1) // seq_len - 1
+    ids = tf.constant(token_ids, tf.int32)
+
+    def windows_from(offset):
+        start = tf.cast(offset % seq_len, tf.int32)
+        inputs = tf.reshape(ids[start : start + count * seq_len], [count, seq_len])
+        targets = tf.reshape(ids[start + 1 : start + count * seq_len + 1], [count, seq_len])
+        return tf.data.Dataset.from_tensor_slices((inputs, targets))
+
+    offsets = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    return offsets.flat_map(windows_from).apply(tf.data.experimental.assert_cardinality(count))
+
+
 def load_text(config: TextConfig = TextConfig()) -> TextData:
     """Read, tokenize, split (last part = validation), window and batch a text corpus."""
     text, path = read_text(config)
@@ -167,16 +186,21 @@ def load_text(config: TextConfig = TextConfig()) -> TextData:
     validation_ids = tokenizer.encode(tf.constant(validation_text)).numpy()
     if config.max_train_samples:
         train_ids = train_ids[: config.max_train_samples]
-    for split, ids in (("training", train_ids), ("validation", validation_ids)):
-        if len(ids) <= config.seq_len:
+    shifting = 2 if config.random_offsets else 1  # shifted windows need one spare window
+    for split, ids, needed in (("training", train_ids, config.seq_len * shifting), ("validation", validation_ids, config.seq_len)):
+        if len(ids) <= needed:
             raise DataError(
-                f"{path}: the {split} part has {len(ids)} {config.tokenizer} tokens, fewer than "
-                f"--seq-len {config.seq_len} + 1; use a longer text or a smaller --seq-len"
+                f"{path}: the {split} part has {len(ids)} {config.tokenizer} tokens, fewer than --seq-len "
+                f"{config.seq_len}" + (" x 2" if needed > config.seq_len else "") + " + 1; use a longer text or a smaller --seq-len"
             )
 
+    if config.random_offsets:
+        train_windows = make_shifting_windows(train_ids, config.seq_len, config.seed)
+    else:
+        train_windows = make_windows(train_ids, config.seq_len)
     return TextData(
         train=batch_for_training(
-            make_windows(train_ids, config.seq_len), config.batch_size, shuffle_seed=config.seed, drop_remainder=True
+            train_windows, config.batch_size, shuffle_seed=config.seed, drop_remainder=True, cache=not config.random_offsets
         ),
         validation=batch_for_training(make_windows(validation_ids, config.seq_len), config.batch_size),
         tokenizer=tokenizer,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from models.decoding import IncrementalDecoder
+
 
 @dataclass(frozen=True)
 class LstmLmConfig:
@@ -33,3 +35,30 @@ def build_lstm_lm(config: LstmLmConfig) -> keras.Model:
             x = layers.Dropout(config.dropout_rate, name=f"dropout_{index}")(x)
     logits = layers.Dense(config.vocab_size, dtype="float32", name="logits")(x)
     return keras.Model(token_ids, logits, name="lstm_lm")
+
+
+def lstm_decoder(model: keras.Model) -> IncrementalDecoder:
+    """Generation that carries each LSTM's (h, c) state from token to token: one cell step per token.
+
+    The prompt runs through ``keras.layers.RNN`` wrappers around the trained cells (same weights),
+    which return their final states; each new token then goes through the cells directly.
+    """
+    embedding, head = model.get_layer("embedding"), model.get_layer("logits")
+    cells = [layer.cell for layer in model.layers if isinstance(layer, layers.LSTM)]
+    readers = [layers.RNN(cell, return_sequences=True, return_state=True) for cell in cells]
+
+    def prefill(token_ids):
+        x, states = embedding(token_ids), []
+        for reader in readers:
+            x, *state = reader(x)
+            states.append(tuple(state))
+        return head(x[:, -1]), tuple(states)
+
+    def step(history, states):
+        x, next_states = embedding(history[None, -1]), []
+        for cell, state in zip(cells, states):
+            x, state = cell(x, list(state))
+            next_states.append(tuple(state))
+        return head(x), tuple(next_states)
+
+    return IncrementalDecoder(prefill, step)

@@ -54,6 +54,17 @@ def trained_lm(tmp_path_factory):
     return train(LanguageModelTask(seq_len=50, lstm_units=32, embedding_dim=32), config)
 
 
+@pytest.fixture(scope="session")
+def trained_gpt(tmp_path_factory):
+    """One epoch of a tiny GPT (2 blocks, 32 wide, context 32) on the first 30k characters, exported."""
+    from app.tasks import GptTask
+    from app.trainer import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("gpt")
+    config = TrainConfig(epochs=1, max_train_samples=30_000, out=str(base / "saved"), runs_dir=str(base / "runs"), quiet=True)
+    return train(GptTask(size="tiny", seq_len=32, embedding_dim=32), config)
+
+
 MINILM = REPO_ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
 
 

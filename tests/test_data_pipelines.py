@@ -151,3 +151,18 @@ def test_bucketing_rejects_examples_longer_than_the_largest_bucket():
     batches = bucket_by_length(dataset, (8, 16), batch_size=16, length_fn=lambda tokens, label: tf.shape(tokens)[0])
     with pytest.raises(tf.errors.InvalidArgumentError, match="longer than the largest bucket"):
         list(batches)
+
+
+def test_shifting_windows_start_elsewhere_every_epoch_with_a_fixed_count():
+    from data_pipelines.text import make_shifting_windows
+
+    ids = np.arange(1000, dtype=np.int32)
+    windows = make_shifting_windows(ids, seq_len=10, seed=0)
+    assert int(windows.cardinality()) == 98
+    starts = set()
+    for _ in range(4):
+        epoch = [(inputs.numpy(), targets.numpy()) for inputs, targets in windows]
+        assert len(epoch) == 98
+        np.testing.assert_array_equal(epoch[0][1], epoch[0][0] + 1)  # targets are the inputs shifted by one
+        starts.add(int(epoch[0][0][0]))
+    assert len(starts) > 1 and all(0 <= start < 10 for start in starts)

@@ -17,12 +17,13 @@ EXPECTED = {  # notebook -> figures it must draw
     "02_lstm_language_model.ipynb": 1,  # training curves
     "03_bert_finetuning_tfhub.ipynb": 3,  # training curves, confusion matrix, ROC curve
     "04_serving.ipynb": 0,
+    "05_transformer_from_zero.ipynb": 3,  # causal mask, GPT vs LSTM loss against time, attention heads
 }
 # What a notebook must get from the project instead of writing its own.
 OWN_IMPLEMENTATIONS = re.compile(r"def build_|def load_|def train|\.fit\(|keras\.Sequential|keras\.Model\(|tf\.data\.Dataset\.|GradientTape")
 
 
-def test_the_four_notebooks_are_there_in_order():
+def test_the_notebooks_are_there_in_order():
     assert [path.name for path in notebook_paths()] == list(EXPECTED)
 
 

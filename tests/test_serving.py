@@ -23,24 +23,26 @@ from tensorflow_serving.config import model_server_config_pb2
 from app.serving.client import GrpcClient, RestClient, ServerError
 from app.serving.process import start_server
 from app.serving.warmup import read_warmup_requests
-from app.tasks import BertTask, LanguageModelTask, MnistTask
+from app.tasks import BertTask, GptTask, LanguageModelTask, MnistTask
 from data_pipelines.mnist import read_mnist_arrays
 from data_pipelines.sources import SHARED_DATA_DIR
 from tests.conftest import REPO_ROOT, last_json_line, run_app
 
 SIGNATURES = {
     "mnist": {"serving_default", "classify_uint8"},
-    "lm": {"serving_default", "encode", "decode"},
+    "lm": {"serving_default", "encode", "decode", "generate"},
+    "gpt": {"serving_default", "encode", "decode", "generate"},
     "bert_sst2": {"serving_default", "classify_token_ids"},
 }
 MAX_BODY_BYTES = 2_000_000
+GENERATE = {"prompt": "ROMEO:", "max_new_tokens": 10, "temperature": 0.8, "top_k": 5, "seed": 0}
 
 
 @pytest.fixture(scope="module")
-def model_base(tmp_path_factory, trained_mnist, trained_lm, trained_bert):
-    """A --model-base holding the three test exports (links to their model folders)."""
+def model_base(tmp_path_factory, trained_mnist, trained_lm, trained_gpt, trained_bert):
+    """A --model-base holding the four test exports (links to their model folders)."""
     base = tmp_path_factory.mktemp("model_base")
-    for result in (trained_mnist, trained_lm, trained_bert[0]):
+    for result in (trained_mnist, trained_lm, trained_gpt, trained_bert[0]):
         export_dir = Path(result.summary["export_dir"])
         (base / export_dir.parent.name).symlink_to(export_dir.parent)
     return base
@@ -107,7 +109,7 @@ def test_warmup_requests_parse_and_match_the_signatures(model_base, name):
 def test_models_config_lists_every_export():
     config = text_format.Parse((REPO_ROOT / "serving" / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
     entries = {entry.name: entry for entry in config.model_config_list.config}
-    assert set(entries) == {MnistTask.export_name, LanguageModelTask.export_name, BertTask.export_name}
+    assert set(entries) == {MnistTask.export_name, LanguageModelTask.export_name, GptTask.export_name, BertTask.export_name}
     for name, entry in entries.items():
         assert entry.base_path == f"/models/{name}" and entry.model_platform == "tensorflow"
     compose = (REPO_ROOT / "serving" / "docker-compose.yml").read_text()
@@ -257,6 +259,14 @@ HOSTILE = [
     ("fractional token ids", "POST", "/v1/models/lm:predict", {"instances": [[1.5, 2]]}, 400, "integers"),
     ("token id outside the vocabulary", "POST", "/v1/models/lm:predict", {"instances": [[999999]]}, 400, "rejected the input"),
     ("scalar signature in row format", "POST", "/v1/models/lm:predict", {"signature_name": "encode", "instances": ["a"]}, 400, "use 'inputs'"),
+    ("generate: empty prompt", "POST", "/v1/models/gpt:predict", {"signature_name": "generate", "inputs": {**GENERATE, "prompt": ""}}, 400, "the prompt is empty"),
+    ("generate: prompt outside the vocabulary", "POST", "/v1/models/lm:predict", {"signature_name": "generate", "inputs": {**GENERATE, "prompt": "\u4e2d\u6587"}}, 400, "outside the model's vocabulary: \u4e2d \u6587"),
+    ("generate: no tokens asked", "POST", "/v1/models/gpt:predict", {"signature_name": "generate", "inputs": {**GENERATE, "max_new_tokens": 0}}, 400, "max_new_tokens must be between 1 and 2000, not 0"),
+    ("generate: too many tokens", "POST", "/v1/models/lm:predict", {"signature_name": "generate", "inputs": {**GENERATE, "max_new_tokens": 2001}}, 400, "max_new_tokens must be between 1 and 2000"),
+    ("generate: negative temperature", "POST", "/v1/models/gpt:predict", {"signature_name": "generate", "inputs": {**GENERATE, "temperature": -1}}, 400, "temperature must be 0 (greedy) or more"),
+    ("generate: negative top_k", "POST", "/v1/models/gpt:predict", {"signature_name": "generate", "inputs": {**GENERATE, "top_k": -3}}, 400, "top_k must be between 0 (no cut) and the vocabulary size"),
+    ("generate: top_k above the vocabulary", "POST", "/v1/models/lm:predict", {"signature_name": "generate", "inputs": {**GENERATE, "top_k": 1000}}, 400, "top_k must be between 0 (no cut) and the vocabulary size"),
+    ("generate: missing seed", "POST", "/v1/models/lm:predict", {"signature_name": "generate", "inputs": {k: v for k, v in GENERATE.items() if k != "seed"}}, 400, "seed"),
     ("deeply nested JSON", "POST", "/v1/models/mnist:predict", '{"instances": ' + "[" * 100_000 + "]" * 100_000 + "}", 400, "JSON Parse error"),
     ("GET on predict", "GET", "/v1/models/mnist:predict", None, 405, "Method Not Allowed"),
     ("POST on status", "POST", "/v1/models/mnist", {}, 405, "Method Not Allowed"),
@@ -363,14 +373,30 @@ def test_predict_cli_classifies_text_and_images(server, tmp_path):
     assert last_json_line(done.stdout)["predictions"][0]["class_ids"] == body["predictions"][0]["class_ids"]
 
 
-def test_generation_through_the_server_equals_local_generation(server, model_base):
+@pytest.mark.parametrize("model", ["lm", "gpt"])
+def test_generation_through_the_server_equals_local_generation(server, model_base, model):
     from app.generate import SamplingConfig, generate
 
-    local = generate(export_dir(model_base, "lm"), "ROMEO:", SamplingConfig(length=30, seed=3))
+    local = generate(export_dir(model_base, model), "ROMEO:", SamplingConfig(length=30, seed=3))
     for where in (["--server", server.rest_url], ["--grpc", server.grpc_address]):
-        done = run_app("app.predict", *where, "--model", "lm", "ROMEO:", "--length", "30", "--seed", "3", "--window", "50")
+        done = run_app("app.predict", *where, "--model", model, "ROMEO:", "--length", "30", "--seed", "3")
         assert done.returncode == 0, done.stderr
         assert last_json_line(done.stdout)["text"] == local
+    inputs = {**GENERATE, "max_new_tokens": 30, "seed": 3, "top_k": 20}  # SamplingConfig defaults
+    status, body = http(server, "POST", f"/v1/models/{model}:predict", {"signature_name": "generate", "inputs": inputs})
+    assert status == 200 and "ROMEO:" + body["outputs"]["text"] == local
+    assert len(body["outputs"]["token_ids"]) == 30
+
+
+def test_a_300_character_generation_is_one_request(server, monkeypatch, capsys):
+    import app.predict
+
+    requests = []
+    original = RestClient._request
+    monkeypatch.setattr(RestClient, "_request", lambda self, path, body=None: requests.append(path) or original(self, path, body))
+    result = app.predict.main(["--server", server.rest_url, "--model", "gpt", "ROMEO:", "--length", "300"])
+    assert len(result["text"]) == len("ROMEO:") + 300
+    assert requests == ["/v1/models/gpt/metadata", "/v1/models/gpt:predict"]
 
 
 def test_predict_cli_without_a_server_says_so():
@@ -391,7 +417,7 @@ def test_server_stops_cleanly_with_a_json_summary(model_base):
     log = running.stop()
     assert running.process.returncode == 0
     summary = json.loads(log.strip().splitlines()[-1])
-    assert {"bert_sst2": 1, "lm": 1, "mnist": 1}.items() <= summary["models"].items() and summary["batching"] is False
+    assert {"bert_sst2": 1, "gpt": 1, "lm": 1, "mnist": 1}.items() <= summary["models"].items() and summary["batching"] is False
 
 
 def test_token_id_signature_alone_loads_without_tf_text(model_base, tmp_path):

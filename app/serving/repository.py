@@ -55,6 +55,18 @@ def _fingerprint(folder: Path) -> tuple:
     return tuple(sorted((str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in folder.rglob("*") if path.is_file()))
 
 
+def model_error_message(error: tf.errors.OpError) -> str:
+    """The line of a graph error that helps the caller: a ``tf.debugging.Assert``'s own message
+    (``assertion failed: [text] [value]`` becomes ``text value``), else the first line."""
+    lines = error.message.splitlines()
+    for line in lines:
+        if line.startswith("assertion failed:"):
+            parts = re.findall(r"\[([^\[\]]*)\]", line.removeprefix("assertion failed:"))
+            return " ".join(parts).replace("\\'", "'")
+    boilerplate = ("Graph execution error", "Detected at node", "<stack traces", "\t", " ")
+    return next((line for line in lines if line.strip() and not line.startswith(boilerplate)), lines[0])
+
+
 @dataclass
 class Servable:
     """One loaded version of one model."""
@@ -86,7 +98,7 @@ class Servable:
         try:
             outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
         except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as error:
-            raise InvalidRequest(f"the model rejected the input: {error.message.splitlines()[0]}") from None
+            raise InvalidRequest(f"the model rejected the input: {model_error_message(error)}") from None
         return {name: np.array(value.numpy(), dtype=object if value.dtype == tf.string else None) for name, value in outputs.items()}
 
     def warm_up(self) -> int:

@@ -3,9 +3,10 @@ model, score it and export it; the one trainer in `app.trainer` does the rest.""
 
 from app.tasks.base import Task, TaskData
 from app.tasks.bert import BertTask
+from app.tasks.gpt import GptTask
 from app.tasks.lm import LanguageModelTask
 from app.tasks.mnist import MnistTask
 
-TASKS = {"mnist": MnistTask, "lm": LanguageModelTask, "bert": BertTask}
+TASKS = {"mnist": MnistTask, "lm": LanguageModelTask, "gpt": GptTask, "bert": BertTask}
 
-__all__ = ["TASKS", "Task", "TaskData", "BertTask", "LanguageModelTask", "MnistTask"]
+__all__ = ["TASKS", "Task", "TaskData", "BertTask", "GptTask", "LanguageModelTask", "MnistTask"]

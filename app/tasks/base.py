@@ -43,8 +43,10 @@ class Task(abc.ABC):
     name: str
     export_name: str
     defaults: TrainDefaults
-    # Whether XLA speeds up this model's training on CPU, as measured by bench/jit_choice.py.
+    # Whether XLA speeds up this model's training on CPU, as measured by bench/precision_and_xla.py.
     jit_compile_on_cpu: bool
+    # Whether bfloat16 may speed this model up on CPUs with bf16 instructions (then measured, see app.devices).
+    bf16_candidate_on_cpu: bool = False
 
     @abc.abstractmethod
     def load_data(self, data_dir: str | None, batch_size: int, seed: int, max_train_samples: int | None) -> TaskData:

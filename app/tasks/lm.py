@@ -1,7 +1,13 @@
-"""Task: the LSTM language model, scored on the held-out end of the text (loss, perplexity, bits per token)."""
+"""Language-model tasks: next-token prediction on Tiny Shakespeare (or any text), scored on the
+held-out end of the text (loss, perplexity, bits per token), exported with in-graph generation.
+
+`NextTokenTask` holds what every language model shares (data, loss, metrics, export); the LSTM here
+and the GPT in `app/tasks/gpt.py` only say how to build the model and how it decodes step by step.
+"""
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 from dataclasses import dataclass
@@ -10,25 +16,28 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from app import sampler
 from app.export import Endpoint, ExportSpec
 from app.tasks.base import Task, TaskData, TrainDefaults
 from data_pipelines.text import TextConfig, load_text
-from models.lstm_lm import LstmLmConfig, build_lstm_lm
+from models.decoding import IncrementalDecoder
+from models.lstm_lm import LstmLmConfig, build_lstm_lm, lstm_decoder
 
 
 @dataclass(frozen=True)
-class LanguageModelTask(Task):
+class NextTokenTask(Task):
+    """Data, loss, metrics and export shared by the language models."""
+
     tokenizer: str = "char"
     seq_len: int = 100
     text_file: str | None = None
-    embedding_dim: int = 256
-    lstm_units: int = 128
-    num_layers: int = 1
 
-    name = "lm"
-    export_name = "lm"
-    defaults = TrainDefaults(epochs=10, batch_size=64, learning_rate=2e-3, patience=3)
-    jit_compile_on_cpu = False
+    # Windows start at a new random offset every epoch (more distinct contexts for a Transformer).
+    random_offsets = False
+
+    @abc.abstractmethod
+    def decoder(self, model: keras.Model) -> IncrementalDecoder:
+        """How the model generates one token at a time (for the export's ``generate`` signature)."""
 
     def load_data(self, data_dir, batch_size, seed, max_train_samples) -> TaskData:
         text = load_text(
@@ -40,6 +49,7 @@ class LanguageModelTask(Task):
                 batch_size=batch_size,
                 max_train_samples=max_train_samples,
                 seed=seed,
+                random_offsets=self.random_offsets,
             )
         )
         return TaskData(
@@ -50,16 +60,6 @@ class LanguageModelTask(Task):
             train_examples=text.counts["train tokens"],
             description=text.describe(),
             extras=text.tokenizer,
-        )
-
-    def build_model(self, data: TaskData) -> keras.Model:
-        return build_lstm_lm(
-            LstmLmConfig(
-                vocab_size=data.extras.vocab_size,
-                embedding_dim=self.embedding_dim,
-                lstm_units=self.lstm_units,
-                num_layers=self.num_layers,
-            )
         )
 
     def loss(self):
@@ -86,23 +86,61 @@ class LanguageModelTask(Task):
         def decode(token_ids):
             return {"text": tokenizer.decode(token_ids)}
 
+        warmup_prompt = tokenizer.vocabulary[0]  # in the vocabulary of any text, unlike e.g. "ROMEO:"
         return ExportSpec(
             endpoints=[
                 Endpoint("serving_default", next_token_logits, [tf.TensorSpec([None, None], tf.int32, name="token_ids")]),
                 Endpoint("encode", encode, [tf.TensorSpec([], tf.string, name="text")]),
                 Endpoint("decode", decode, [tf.TensorSpec([None], tf.int32, name="token_ids")]),
+                Endpoint(sampler.SIGNATURE_NAME, sampler.generate_endpoint(self.decoder(model), tokenizer), sampler.INPUT_SIGNATURE),
             ],
             tracked=[tokenizer.to_ids, tokenizer.to_tokens],
             metadata={
-                "task": self.name,
+                "task": "lm",
+                "architecture": model.name,
                 "tokenizer": tokenizer.level,
                 "seq_len": self.seq_len,
                 "vocab_size": tokenizer.vocab_size,
+                "max_new_tokens": sampler.MAX_NEW_TOKENS,
             },
             extra_files={"vocabulary.json": json.dumps(tokenizer.tokens_by_id, ensure_ascii=False)},
             warmup_examples={
                 "serving_default": {"token_ids": np.ones([1, self.seq_len], np.int32)},
                 "encode": {"text": np.array("ROMEO:", dtype=object)},
                 "decode": {"token_ids": np.ones([4], np.int32)},
+                sampler.SIGNATURE_NAME: {
+                    "prompt": np.array(warmup_prompt.encode("utf-8"), dtype=object),
+                    "max_new_tokens": np.array(8, np.int32),
+                    "temperature": np.array(0.8, np.float32),
+                    "top_k": np.array(min(5, tokenizer.vocab_size), np.int32),
+                    "seed": np.array(0, np.int32),
+                },
             },
         )
+
+
+@dataclass(frozen=True)
+class LanguageModelTask(NextTokenTask):
+    """The LSTM language model."""
+
+    embedding_dim: int = 256
+    lstm_units: int = 128
+    num_layers: int = 1
+
+    name = "lm"
+    export_name = "lm"
+    defaults = TrainDefaults(epochs=10, batch_size=64, learning_rate=2e-3, patience=3)
+    jit_compile_on_cpu = False
+
+    def build_model(self, data: TaskData) -> keras.Model:
+        return build_lstm_lm(
+            LstmLmConfig(
+                vocab_size=data.extras.vocab_size,
+                embedding_dim=self.embedding_dim,
+                lstm_units=self.lstm_units,
+                num_layers=self.num_layers,
+            )
+        )
+
+    def decoder(self, model: keras.Model) -> IncrementalDecoder:
+        return lstm_decoder(model)

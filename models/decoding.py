@@ -1,0 +1,21 @@
+"""What a language model offers for generation one token at a time (used by the in-graph sampler)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class IncrementalDecoder:
+    """A model seen as a state machine over tokens, so each new token costs one step, not a window.
+
+    ``prefill(token_ids [1, T])`` reads a prompt and returns (next-token logits [1, vocab], state);
+    ``step(history [T], state)`` reads the newest token ``history[-1]`` and returns the same pair.
+    The whole history is passed so a model with a bounded context (a Transformer's key/value cache)
+    can start again from its recent end when the cache is full.
+    """
+
+    prefill: Callable
+    step: Callable
+    context_length: int | None = None  # longest prompt it reads at once; None = unbounded (recurrent)
