@@ -31,47 +31,17 @@ import sys
 import time
 
 from common import alternate
-from lstm_vs_peer import BATCH_SIZE, SEQ_LEN
+from lstm_vs_peer import tutorial_lstm
 
 LARGE = 1000  # epochs / patience that the budget, not the count, ends
 
 
 def peer(workdir, minutes: float, seed: int, data_dir: str | None) -> dict:
-    """``lstm_vs_peer.peer`` on the whole training text, for a time budget instead of an epoch count."""
-    import keras
-    import tensorflow as tf
+    """``lstm_vs_peer.tutorial_lstm`` on the whole training text, for a time budget instead of an epoch count."""
+    from app.trainer import StopAfterMinutes
 
-    from app.trainer import EpochTimer, StopAfterMinutes
-    from data_pipelines.sources import resolve_data_file
-    from data_pipelines.text import SHAKESPEARE_FILE
-
-    keras.mixed_precision.set_global_policy("float32")  # the tutorial's; a trainer run may have changed it
-    keras.utils.set_random_seed(seed)
-    text = resolve_data_file(SHAKESPEARE_FILE, data_dir).read_text(encoding="utf-8")
-    split_at = int(len(text) * 0.9)
-    vocab = sorted(set(text[:split_at]))
-    ids_from_chars = keras.layers.StringLookup(vocabulary=vocab, mask_token=None)
-
-    def windows(part: str, shuffle: bool):
-        ids = ids_from_chars(tf.strings.unicode_split(part, "UTF-8"))
-        sequences = tf.data.Dataset.from_tensor_slices(ids).batch(SEQ_LEN + 1, drop_remainder=True)
-        dataset = sequences.map(lambda chunk: (chunk[:-1], chunk[1:]))
-        if shuffle:
-            dataset = dataset.shuffle(10000)
-        return dataset.batch(BATCH_SIZE, drop_remainder=shuffle).prefetch(tf.data.AUTOTUNE)
-
-    train, validation = windows(text[:split_at], True), windows(text[split_at:], False)
-    vocab_size = ids_from_chars.vocabulary_size()
-    model = keras.Sequential(
-        [
-            keras.layers.Embedding(vocab_size, 256),
-            keras.layers.LSTM(128, return_sequences=True),
-            keras.layers.Dense(vocab_size),
-        ]
-    )
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    timer, budget = EpochTimer(), StopAfterMinutes(minutes)
-    model.fit(train, validation_data=validation, epochs=LARGE, shuffle=False, verbose=0, callbacks=[budget, timer])  # the dataset shuffles itself
+    budget = StopAfterMinutes(minutes)
+    model, validation, timer = tutorial_lstm(LARGE, None, seed, callbacks=[budget], data_dir=data_dir)
     return {
         "validation_loss": float(model.evaluate(validation, verbose=0)),
         "train_seconds": round(timer.seconds, 1),
@@ -119,16 +89,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="each round trains all three sides (3 x --minutes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", help="folder holding tinyshakespeare/input.txt (default: the usual places)")
+    parser.add_argument(
+        "--gpt-epochs", type=int,
+        help="the GPT's epochs, which size its learning-rate schedule (default: the task's, as users get it)",
+    )
     args = parser.parse_args()
 
     from app.devices import cpu_model
     from app.tasks import GptTask, LanguageModelTask
-    from app.trainer import TrainConfig
 
-    if "max_minutes" not in TrainConfig.__dataclass_fields__:
-        parser.exit(2, "lm_quality.py: needs TrainConfig.max_minutes (a wall-clock training budget) in app/trainer.py\n")
     gpt_task = GptTask()
-    gpt_epochs = gpt_task.defaults.epochs
+    gpt_epochs = args.gpt_epochs or gpt_task.defaults.epochs
     print(f"CPU: {cpu_model()}", flush=True)
     print(
         f"each side trains for {args.minutes:g} minutes (gpt: at most its default {gpt_epochs} epochs, its "

@@ -19,7 +19,8 @@ from common import alternate, print_comparison
 SEQ_LEN, BATCH_SIZE = 100, 64
 
 
-def peer(workdir, epochs: int, train_chars: int, seed: int) -> dict:
+def tutorial_lstm(epochs: int, train_chars: int | None, seed: int, callbacks=(), data_dir: str | None = None):
+    """The seeds' tutorial code, trained; returns (model, validation dataset, its EpochTimer)."""
     import keras
     import tensorflow as tf
 
@@ -27,8 +28,9 @@ def peer(workdir, epochs: int, train_chars: int, seed: int) -> dict:
     from data_pipelines.sources import resolve_data_file
     from data_pipelines.text import SHAKESPEARE_FILE
 
+    keras.mixed_precision.set_global_policy("float32")  # the tutorial's; a trainer run may have changed it
     keras.utils.set_random_seed(seed)
-    text = resolve_data_file(SHAKESPEARE_FILE).read_text(encoding="utf-8")
+    text = resolve_data_file(SHAKESPEARE_FILE, data_dir).read_text(encoding="utf-8")
     split_at = int(len(text) * 0.9)
     vocab = sorted(set(text[:split_at]))
     ids_from_chars = keras.layers.StringLookup(vocabulary=vocab, mask_token=None)
@@ -52,7 +54,12 @@ def peer(workdir, epochs: int, train_chars: int, seed: int) -> dict:
     )
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     timer = EpochTimer()
-    model.fit(train, validation_data=validation, epochs=epochs, verbose=0, callbacks=[timer])
+    model.fit(train, validation_data=validation, epochs=epochs, shuffle=False, verbose=0, callbacks=[*callbacks, timer])
+    return model, validation, timer
+
+
+def peer(workdir, epochs: int, train_chars: int, seed: int) -> dict:
+    model, validation, timer = tutorial_lstm(epochs, train_chars, seed)
     return {"train_tokens_per_s": train_chars * timer.epochs / timer.seconds, "validation_loss": model.evaluate(validation, verbose=0)}
 
 
