@@ -58,6 +58,17 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def step_range(text: str) -> tuple[int, int]:
+    """``FIRST,LAST`` training steps (1-based, FIRST <= LAST)."""
+    try:
+        first, last = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be FIRST,LAST step numbers, e.g. 10,20, not {text}") from None
+    if not 1 <= first <= last:
+        raise argparse.ArgumentTypeError(f"needs 1 <= FIRST <= LAST, not {text}")
+    return first, last
+
+
 def dropout_rate(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:

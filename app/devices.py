@@ -17,6 +17,7 @@ import tensorflow as tf
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 # bf16 is used on a CPU only when its matrix products measure at least this much faster than fp32.
 BF16_MIN_SPEEDUP = 1.3
+ONEDNN_BF16 = "bfloat16 (oneDNN rewrite)"
 
 
 def gpus() -> list:
@@ -71,10 +72,14 @@ def bf16_matmul_speedup(size: int = 1024, repeats: int = 5) -> float:
     return seconds(tf.float32) / seconds(tf.bfloat16)
 
 
-def set_precision_policy(choice: str, bf16_candidate_on_cpu: bool = False) -> str:
-    """``off`` = float32, ``bf16`` = mixed_bfloat16. ``auto``: on a GPU, mixed precision (bfloat16 on
-    Ampere or newer, float16 before); on a CPU, mixed_bfloat16 only for models that may gain from it
-    (``bf16_candidate_on_cpu``) on CPUs with bf16 instructions where it measures faster, else float32."""
+def set_precision_policy(choice: str, bf16_candidate_on_cpu: bool = False, restored_graph: bool = False) -> str:
+    """``off`` = float32, ``bf16`` = bfloat16. ``auto``: on a GPU, mixed precision (bfloat16 on Ampere
+    or newer, float16 before); on a CPU, bfloat16 only for models that may gain from it
+    (``bf16_candidate_on_cpu``) on CPUs with bf16 instructions where it measures faster, else float32.
+
+    Models made of Keras layers get Keras's ``mixed_bfloat16`` policy; a model that runs a restored
+    SavedModel graph (``restored_graph``: a TF-Hub encoder) cannot be re-typed by a Keras policy, so
+    on a CPU it gets oneDNN's bfloat16 graph rewrite instead."""
     policy = "float32"
     if choice == "bf16":
         policy = "mixed_bfloat16"
@@ -84,8 +89,21 @@ def set_precision_policy(choice: str, bf16_candidate_on_cpu: bool = False) -> st
         policy = "mixed_bfloat16" if major >= 8 else "mixed_float16"
     elif choice == "auto" and bf16_candidate_on_cpu and cpu_supports_bf16() and bf16_matmul_speedup() >= BF16_MIN_SPEEDUP:
         policy = "mixed_bfloat16"
+    if restored_graph and policy == "mixed_bfloat16" and not gpus():
+        return use_onednn_bf16_rewrite()
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def use_onednn_bf16_rewrite() -> str:
+    """Let oneDNN run the float32 graphs of this process (restored SavedModels included) in bfloat16
+    where it is safe. The rewrite exists only on CPUs with bf16 instructions: elsewhere, float32."""
+    keras.mixed_precision.set_global_policy("float32")
+    if not cpu_supports_bf16():
+        print("note: no bf16 instructions (AMX-BF16/AVX512-BF16) on this CPU: running in float32", flush=True)
+        return "float32"
+    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+    return ONEDNN_BF16
 
 
 def distribution_strategy() -> tf.distribute.Strategy:

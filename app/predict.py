@@ -46,10 +46,19 @@ def _plain(value) -> object:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-def classify_texts(client, model: str, signature, texts: list[str]) -> list[dict]:
+def classify_texts(client, model: str, signature, texts: list[str], batch_size: int = 64) -> list[dict]:
+    """One request per batch of similar-length texts (the model pads a batch to its longest; characters
+    stand in for word pieces here), answers printed in input order."""
+    from data_pipelines.text_classification import length_sorted_groups
+
     (name,) = signature.inputs
-    outputs = client.predict(model, signature, {name: np.array([text.encode("utf-8") for text in texts], dtype=object)})
-    return _rows(outputs, texts)
+    answers = [None] * len(texts)
+    for group in length_sorted_groups([len(text) for text in texts], batch_size):
+        batch = np.array([texts[i].encode("utf-8") for i in group], dtype=object)
+        outputs = client.predict(model, signature, {name: batch})
+        for row, i in enumerate(group):
+            answers[i] = {key: value[row] for key, value in outputs.items()}
+    return _rows({key: [answer[key] for answer in answers] for key in answers[0]}, texts)
 
 
 def classify_images(client, model: str, signature, paths: list[str]) -> list[dict]:

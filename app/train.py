@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 from typing import Sequence
 
-from app.cli import ArgumentParser, dropout_rate, positive_float, positive_int, run_command
+from app.cli import ArgumentParser, dropout_rate, positive_float, positive_int, run_command, step_range
 
 
 def build_parser() -> ArgumentParser:
@@ -79,13 +79,17 @@ def build_parser() -> ArgumentParser:
         group.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto", help="XLA compilation")
         group.add_argument(
             "--mixed-precision", choices=("auto", "bf16", "off"), default="auto",
-            help="auto = on a GPU, and bf16 on CPUs with AMX/AVX512-BF16 where it measures faster (gpt); bf16 = always",
+            help="auto = on a GPU, and bf16 on CPUs with AMX/AVX512-BF16 where it measures faster (gpt, bert); bf16 = always",
         )
         group.add_argument("--steps-per-execution", type=positive_int, help="train steps per graph call")
         group.add_argument("--patience", type=positive_int, help="early-stopping patience in epochs")
         group.add_argument(
             "--max-minutes", type=positive_float,
             help="stop training after this many minutes; the best epoch so far is evaluated and exported",
+        )
+        group.add_argument(
+            "--profile-steps", type=step_range, metavar="FIRST,LAST",
+            help="trace these training steps with TensorFlow's profiler (TensorBoard's Profile tab)",
         )
         group.add_argument("--resume", action="store_true", help="continue the last interrupted run of this model")
         group.add_argument("--quiet", action="store_true", help="print only the final JSON line")

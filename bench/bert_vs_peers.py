@@ -1,26 +1,36 @@
-"""BERT fine-tuning: the project's trainer against keras-hub's `BertTextClassifier` (and Hugging Face,
-when torch and transformers happen to be installed; they are not project dependencies).
+"""BERT fine-tuning and inference: the project against Hugging Face + PyTorch (fp32, and bf16 autocast)
+and keras-hub's `BertTextClassifier`, on one machine, alternating, >= 3 rounds for medians.
 
 Every side fine-tunes the shared MiniLM on the same 2,000 shuffled SST-2 training sentences (seed 0),
 batch 32, learning rate 5e-5, 1 epoch, at most 64 word pieces, then classifies the 872 dev sentences
-from raw strings. The project pads each batch to its length bucket; keras-hub pads every sentence to 64.
+from raw strings in batches of 32, after one warm-up sentence (the project through its export and `app.evaluate`'s length-sorted
+batches; Hugging Face as its users write it, each batch padded to its longest; keras-hub pads every
+sentence to 64). Hugging Face runs in its own virtual environment outside the repository, made by
+``bash bench/setup_hf_peer.sh`` (torch is never a project dependency); its bf16 side runs where the
+CPU has bf16 instructions (``--hf-bf16 auto``), since elsewhere autocast emulates bf16 many times slower.
 
-    python bench/bert_vs_peers.py [--rounds 1] [--train-samples 2000]
+    python bench/bert_vs_peers.py [--rounds 3] [--train-samples 2000] [--sides project,huggingface,keras_hub]
 
-Prints one JSON line: train and inference samples/s, dev accuracy and peak memory of each side, and
-the project's ratios to each peer.
+Prints the CPU model and its bf16 support, then one JSON line: each side's train and inference
+samples/s, dev accuracy and peak memory (medians), and the project's ratios to each side and to
+Hugging Face's best configuration per figure.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-from common import alternate
+from common import REPO_ROOT, alternate
 
 SEED, BATCH_SIZE, LEARNING_RATE, MAX_LENGTH = 0, 32, 5e-5, 64
+PEER_VENV = Path(os.environ.get("FROMZERO_PEER_VENV", Path.home() / ".cache" / "fromzero" / "hf-peer-venv"))
+FIGURES = ("train_samples_per_s", "inference_samples_per_s")
 
 
 def sst2(train_samples: int):
@@ -41,10 +51,11 @@ def timed(function) -> float:
     return time.perf_counter() - start
 
 
-def project(workdir, train_samples: int) -> dict:
+def project(workdir, train_samples: int, versions: dict) -> dict:
     import numpy as np
     import tensorflow as tf
 
+    from app.evaluate import classify
     from app.tasks import BertTask
     from app.trainer import TrainConfig, train
 
@@ -54,18 +65,17 @@ def project(workdir, train_samples: int) -> dict:
         quiet=True, out=str(workdir / "saved"), runs_dir=str(workdir / "runs"),
     )
     summary = train(BertTask(max_seq_length=MAX_LENGTH), config).summary
-    serve = tf.saved_model.load(summary["export_dir"]).signatures["serving_default"]
-    predictions = []
-
-    def classify_dev():
-        for start in range(0, len(dev_texts), BATCH_SIZE):
-            predictions.append(serve(text=tf.constant(dev_texts[start : start + BATCH_SIZE]))["class_ids"].numpy())
-
-    seconds = timed(classify_dev)
+    versions.update(project_precision=summary["precision"], tensorflow=tf.__version__)
+    loaded = tf.saved_model.load(summary["export_dir"])
+    texts, answers = np.array(dev_texts, dtype=object), []
+    classify(loaded, {"text": texts[:1]}, BATCH_SIZE)  # warm-up, as every side gets
+    seconds = timed(lambda: answers.append(classify(loaded, {"text": texts}, BATCH_SIZE)))
+    # bf16 for restored graphs is a process-wide graph rewrite: off again before the next side runs.
+    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
     return {
         "train_samples_per_s": summary["train_samples_per_s"],
         "inference_samples_per_s": len(dev_texts) / seconds,
-        "dev_accuracy": float(np.mean(np.concatenate(predictions) == dev_labels)),
+        "dev_accuracy": float(np.mean(answers[0].argmax(axis=1) == dev_labels)),
     }
 
 
@@ -97,69 +107,78 @@ def keras_hub_peer(workdir, train_samples: int) -> dict:
     }
 
 
-def huggingface_peer(workdir, train_samples: int) -> dict:
-    """Only when torch and transformers are importable (never installed by this project)."""
-    import numpy as np
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+def huggingface_peer(workdir, train_samples: int, precision: str, versions: dict) -> dict:
+    """Run bench/hf_peer.py in the peer venv on the same sentences; its figures come back as JSON."""
     from app.export_hub import DEFAULT_CHECKPOINT
 
-    torch.manual_seed(SEED)
     train_texts, train_labels, dev_texts, dev_labels = sst2(train_samples)
-    tokenizer = AutoTokenizer.from_pretrained(str(DEFAULT_CHECKPOINT))
-    model = AutoModelForSequenceClassification.from_pretrained(str(DEFAULT_CHECKPOINT), num_labels=2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
-
-    def batches(texts):
-        for start in range(0, len(texts), BATCH_SIZE):
-            yield start, tokenizer(texts[start : start + BATCH_SIZE], padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
-
-    def train_epoch():
-        model.train()
-        for start, inputs in batches(train_texts):
-            labels = torch.tensor(train_labels[start : start + BATCH_SIZE], dtype=torch.long)
-            loss = model(**inputs, labels=labels).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-
-    predictions = []
-
-    def classify_dev():
-        model.eval()
-        with torch.no_grad():
-            for _, inputs in batches(dev_texts):
-                predictions.append(model(**inputs).logits.argmax(dim=1).numpy())
-
-    train_seconds, inference_seconds = timed(train_epoch), timed(classify_dev)
-    return {
-        "train_samples_per_s": train_samples / train_seconds,
-        "inference_samples_per_s": len(dev_texts) / inference_seconds,
-        "dev_accuracy": float(np.mean(np.concatenate(predictions) == dev_labels)),
-    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = workdir / "sentences.json"
+    data.write_text(json.dumps({
+        "train_texts": train_texts, "train_labels": train_labels.tolist(), "dev_texts": dev_texts,
+        "dev_labels": dev_labels.tolist(), "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH,
+        "learning_rate": LEARNING_RATE, "seed": SEED,
+    }))
+    command = [str(PEER_VENV / "bin" / "python"), str(REPO_ROOT / "bench" / "hf_peer.py"), "--data", str(data),
+               "--model", str(DEFAULT_CHECKPOINT), "--precision", precision]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    if done.returncode != 0:
+        sys.exit(f"error: the Hugging Face side failed:\n{done.stderr[-2000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    versions.update({key: figures.pop(key) for key in ("torch", "transformers", "torch_threads")})
+    return figures
 
 
 def main() -> None:
+    from app import devices
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--train-samples", type=int, default=2000)
+    parser.add_argument("--sides", default="project,huggingface,keras_hub", help="comma-separated: project, huggingface, keras_hub")
+    parser.add_argument("--hf-bf16", choices=("auto", "on", "off"), default="auto",
+                        help="Hugging Face under torch.autocast bf16 too (auto = where the CPU has bf16 instructions)")
     args = parser.parse_args()
-    sides = {
-        "project": lambda workdir: project(workdir, args.train_samples),
-        "keras_hub": lambda workdir: keras_hub_peer(workdir, args.train_samples),
-    }
-    if importlib.util.find_spec("torch") and importlib.util.find_spec("transformers"):
-        sides["huggingface"] = lambda workdir: huggingface_peer(workdir, args.train_samples)
+    wanted = set(args.sides.split(","))
+    cpu = {"cpu_model": devices.cpu_model(), "cpu_bf16": devices.cpu_supports_bf16(), "cores": os.cpu_count()}
+    print(f"CPU: {cpu['cpu_model']}, {cpu['cores']} cores, bf16 instructions: {'yes' if cpu['cpu_bf16'] else 'no'}", flush=True)
+
+    sides, versions, notes = {}, {}, []
+    if "project" in wanted:
+        sides["project"] = lambda workdir: project(workdir, args.train_samples, versions)
+    if "huggingface" in wanted and not (PEER_VENV / "bin" / "python").is_file():
+        notes.append(f"Hugging Face skipped: no peer venv at {PEER_VENV}; create it with: bash bench/setup_hf_peer.sh")
+    elif "huggingface" in wanted:
+        precisions = ["fp32"]
+        if args.hf_bf16 == "on" or (args.hf_bf16 == "auto" and cpu["cpu_bf16"]):
+            precisions.append("bf16")
+        else:
+            notes.append("Hugging Face bf16 skipped: no bf16 instructions on this CPU (autocast would emulate it; --hf-bf16 on runs it)")
+        for precision in precisions:
+            sides[f"huggingface_{precision}"] = (
+                lambda workdir, precision=precision: huggingface_peer(workdir, args.train_samples, precision, versions)
+            )
+    if "keras_hub" in wanted:
+        sides["keras_hub"] = lambda workdir: keras_hub_peer(workdir, args.train_samples)
+    for note in notes:
+        print(note, file=sys.stderr, flush=True)
     results = alternate(sides, args.rounds)
-    ratios = {
-        f"{figure}_vs_{peer}": round(results["project"][figure] / results[peer][figure], 2)
-        for peer in results
-        if peer != "project"
-        for figure in ("train_samples_per_s", "inference_samples_per_s")
+
+    ratios = {}
+    if "project" in results:
+        for peer in (name for name in results if name != "project"):
+            for figure in FIGURES:
+                ratios[f"{figure}_vs_{peer}"] = round(results["project"][figure] / results[peer][figure], 2)
+        huggingface = [name for name in results if name.startswith("huggingface")]
+        for figure in FIGURES if huggingface else ():
+            best = max(huggingface, key=lambda name: results[name][figure])
+            ratios[f"{figure}_vs_huggingface_best"] = round(results["project"][figure] / results[best][figure], 2)
+            ratios[f"{figure}_huggingface_best_is"] = best
+    settings = {
+        "rounds": args.rounds, "train_samples": args.train_samples, "batch_size": BATCH_SIZE,
+        "learning_rate": LEARNING_RATE, "max_length": MAX_LENGTH,
     }
-    settings = {"train_samples": args.train_samples, "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE, "max_length": MAX_LENGTH}
-    print(json.dumps({"bench": "bert_vs_peers", **settings, **results, "ratios": ratios}), flush=True)
+    print(json.dumps({"bench": "bert_vs_peers", **cpu, **settings, **results, "ratios": ratios, "versions": versions, "notes": notes}), flush=True)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def alternate(sides: dict[str, Callable[[Path], dict]], rounds: int) -> dict[str
             for name, run in sides.items():
                 reset_peak_memory()
                 figures = run(Path(workdir) / f"{name}-{round_index}")
-                figures["peak_rss_mb"] = peak_memory_mb()
+                figures.setdefault("peak_rss_mb", peak_memory_mb())  # a side in a child process reports its own
                 print(f"round {round_index + 1} {name}: {figures}", file=sys.stderr, flush=True)
                 results[name].append(figures)
     summary = {}

@@ -1,9 +1,10 @@
-"""Labelled sentences (SST-2 or any TSV/CSV) as length-bucketed batches of BERT token ids.
+"""Labelled sentences (SST-2 or any TSV/CSV) as length-grouped batches of BERT token ids.
 
 Sentences are tokenized once with a TF-Hub BERT preprocessor (its ``tokenize`` and
 ``bert_pack_inputs``), trimmed to their own length, cached, then grouped into batches of similar
-length and padded only to their bucket's length: SST-2 sentences average ~14 word pieces, so padding
-everything to 128 would spend most of the compute on padding.
+length, each padded only to its longest sentence: SST-2 training sentences average ~13 word pieces,
+so padding everything to 128 would spend most of the compute on padding. Inference does the same
+with `length_sorted_groups`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from data_pipelines.batching import bucket_by_length
+from data_pipelines.batching import as_dense, group_by_length
 from data_pipelines.errors import DataError
 from data_pipelines.sources import resolve_data_file
 
@@ -63,13 +64,12 @@ def read_labelled_text(path: Path, text_column: str, label_column: str) -> Label
     return LabelledText(frame[text_column].astype(str).to_numpy(), labels.astype("int32").to_numpy(), path)
 
 
-def bucket_lengths(max_seq_length: int) -> tuple[int, ...]:
-    """Padding lengths 16, 32, 64, ... up to and including ``max_seq_length``."""
-    lengths, length = [], 16
-    while length < max_seq_length:
-        lengths.append(length)
-        length *= 2
-    return (*lengths, max_seq_length)
+def length_sorted_groups(lengths, batch_size: int) -> list[np.ndarray]:
+    """Indices of the examples in batches of similar ``lengths`` (word pieces, or characters as a
+    cheaper stand-in), so each inference batch is padded to little more than its sentences.
+    Reassemble the answers in input order with ``np.concatenate(groups)`` as the positions."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def tokenized(data: LabelledText, preprocessor, max_seq_length: int) -> tf.data.Dataset:
@@ -80,27 +80,21 @@ def tokenized(data: LabelledText, preprocessor, max_seq_length: int) -> tf.data.
         lengths = tf.reduce_sum(inputs["input_mask"], axis=1)
         return {name: tf.RaggedTensor.from_tensor(tensor, lengths=lengths) for name, tensor in inputs.items()}, labels
 
-    def as_dense(features, label):
-        # An unbatched ragged row is typed as a (rank-0 ragged) RaggedTensorSpec, but inside a map it is
-        # a plain tensor: passing it through turns the spec into the TensorSpec that padding needs.
-        return dict(features), label
-
     dataset = tf.data.Dataset.from_tensor_slices((data.texts, data.labels)).batch(TOKENIZE_BATCH).map(pack)
     return dataset.unbatch().map(as_dense).cache()
 
 
 def batches(examples: tf.data.Dataset, config: TextClassificationConfig, shuffle: bool) -> tf.data.Dataset:
-    """Shuffle (training only), group into length buckets, and tell Keras how many batches an epoch has."""
-    if shuffle:
-        examples = examples.shuffle(10_000, seed=config.seed, reshuffle_each_iteration=True)
-    batched = bucket_by_length(
+    """Group into batches of similar length (reshuffled each epoch for training), and tell Keras how
+    many batches an epoch has."""
+    batched = group_by_length(
         examples,
-        bucket_lengths(config.max_seq_length),
         config.batch_size,
         length_fn=lambda features, label: tf.shape(features["input_word_ids"])[0],
+        shuffle_seed=config.seed if shuffle else None,
     )
-    # Each bucket yields ceil(its size / batch size) batches whatever the order, so one counting pass
-    # (which also fills the token cache) gives Keras the epoch length for its progress bar.
+    # The count depends only on the window sizes, not the order, so one counting pass (which also
+    # fills the token cache) gives Keras the epoch length for its progress bar.
     batch_count = int(batched.reduce(0, lambda count, _: count + 1))
     return batched.apply(tf.data.experimental.assert_cardinality(batch_count)).prefetch(tf.data.AUTOTUNE)
 

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from data_pipelines import sources
-from data_pipelines.batching import bucket_by_length
+from data_pipelines.batching import group_by_length
 from data_pipelines.errors import DataError
 from data_pipelines.mnist import MnistConfig, load_mnist
 from data_pipelines.text import TextConfig, Tokenizer, load_text
@@ -127,30 +127,41 @@ def _variable_length_examples(count=600, seed=0):
     return sequences, dataset
 
 
-def test_bucketing_pads_to_bucket_lengths_and_never_drops_or_duplicates():
+def test_length_grouping_pads_each_batch_to_its_longest_and_never_drops_or_duplicates():
     sequences, dataset = _variable_length_examples()
-    buckets = (8, 16, 32, 48)
-    batches = bucket_by_length(dataset, buckets, batch_size=16, length_fn=lambda tokens, label: tf.shape(tokens)[0], pad_value=-1)
-    seen = collections.Counter()
-    for tokens, labels in batches:
-        tokens = tokens.numpy()
-        assert tokens.shape[1] in buckets and tokens.shape[0] <= 16
-        for row, label in zip(tokens, labels.numpy()):
-            original = sequences[row[0] - 1]
-            np.testing.assert_array_equal(row[: len(original)], original)
-            assert (row[len(original):] == -1).all()
-            assert label == (row[0] - 1) % 2
-            # Each example sits in the smallest bucket that fits it.
-            assert tokens.shape[1] == min(b for b in buckets if b >= len(original))
-            seen[int(row[0])] += 1
-    assert seen == collections.Counter(range(1, len(sequences) + 1))
+    batches = group_by_length(
+        dataset, batch_size=16, length_fn=lambda tokens, label: tf.shape(tokens)[0], shuffle_seed=0, window_batches=4, pad_value=-1
+    )
+    epochs = []
+    for _ in range(2):
+        seen, padded_tokens, first_rows = collections.Counter(), 0, []
+        for tokens, labels in batches:
+            tokens = tokens.numpy()
+            lengths = [len(sequences[row[0] - 1]) for row in tokens]
+            assert tokens.shape[0] <= 16 and tokens.shape[1] == max(lengths)
+            for row, label, length in zip(tokens, labels.numpy(), lengths):
+                np.testing.assert_array_equal(row[:length], sequences[row[0] - 1])
+                assert (row[length:] == -1).all() and label == (row[0] - 1) % 2
+                seen[int(row[0])] += 1
+            padded_tokens += tokens.size
+            first_rows.append(int(tokens[0, 0]))
+        assert seen == collections.Counter(range(1, len(sequences) + 1))
+        epochs.append(first_rows)
+        # Far less padding than batches in arrival order, each padded to its longest sentence.
+        unsorted = sum(16 * max(len(s) for s in sequences[i : i + 16]) for i in range(0, len(sequences), 16))
+        assert padded_tokens < 0.8 * unsorted
+    assert epochs[0] != epochs[1], "training batches must be reshuffled every epoch"
 
 
-def test_bucketing_rejects_examples_longer_than_the_largest_bucket():
-    _, dataset = _variable_length_examples()
-    batches = bucket_by_length(dataset, (8, 16), batch_size=16, length_fn=lambda tokens, label: tf.shape(tokens)[0])
-    with pytest.raises(tf.errors.InvalidArgumentError, match="longer than the largest bucket"):
-        list(batches)
+def test_length_sorted_groups_cover_every_text_once_in_length_order():
+    from data_pipelines.text_classification import length_sorted_groups
+
+    texts = ["a much longer sentence than the rest", "short", "mid-sized one", "x", "another fairly long sentence"]
+    groups = length_sorted_groups([len(text) for text in texts], batch_size=2)
+    assert [len(group) for group in groups] == [2, 2, 1]
+    positions = np.concatenate(groups)
+    assert sorted(positions.tolist()) == list(range(len(texts)))
+    assert [len(texts[i]) for i in positions] == sorted(len(text) for text in texts)
 
 
 def test_shifting_windows_start_elsewhere_every_epoch_with_a_fixed_count():

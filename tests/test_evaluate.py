@@ -25,6 +25,30 @@ def test_evaluates_the_sentiment_export_on_a_tsv(trained_bert, small_sst2, tmp_p
         assert Path(png).stat().st_size > 1000
 
 
+def test_bf16_and_float32_answer_the_same_classes_on_the_dev_set(trained_bert, tmp_path):
+    """On CPUs with bf16 instructions, bf16 runs the export through oneDNN's bf16 rewrite; elsewhere it
+    falls back to float32. Either way the answers must agree on >= 99 % of the dev sentences."""
+    import tensorflow as tf
+
+    from app import devices
+    from app.evaluate import load_examples, predict
+
+    result, _ = trained_bert
+    export_dir = Path(result.summary["export_dir"])
+    inputs, labels = load_examples({"task": "bert"}, SHARED_DATA_DIR / "sst2" / "dev.tsv", "sentence", "label")
+    classes = {}
+    try:
+        for choice in ("off", "bf16"):
+            devices.set_precision_policy(choice, bf16_candidate_on_cpu=True, restored_graph=True)
+            classes[choice] = predict(export_dir, inputs, batch_size=64).argmax(axis=1)
+    finally:
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
+    assert len(classes["off"]) == 872 and np.mean(classes["off"] == classes["bf16"]) >= 0.99
+    report = main(["--model-dir", str(export_dir), "--data", str(SHARED_DATA_DIR / "sst2" / "dev.tsv"), "--mixed-precision", "off", "--out-dir", str(tmp_path)])
+    assert report["precision"] == "float32"
+    assert report["metrics"]["accuracy"] == pytest.approx(np.mean(classes["off"] == labels))
+
+
 def test_evaluates_the_mnist_export_on_the_test_split(trained_mnist, tmp_path):
     report = main(["--model-dir", trained_mnist.summary["export_dir"], "--data", str(SHARED_DATA_DIR / "mnist" / "mnist.npz"), "--out-dir", str(tmp_path)])
     assert report["examples"] == 10000

@@ -32,7 +32,7 @@ SIGNATURES = {
     "mnist": {"serving_default", "classify_uint8"},
     "lm": {"serving_default", "encode", "decode", "generate"},
     "gpt": {"serving_default", "encode", "decode", "generate"},
-    "bert_sst2": {"serving_default", "classify_token_ids"},
+    "bert_sst2": {"serving_default", "classify_token_ids", "word_piece_counts"},
 }
 MAX_BODY_BYTES = 2_000_000
 GENERATE = {"prompt": "ROMEO:", "max_new_tokens": 10, "temperature": 0.8, "top_k": 5, "seed": 0}

@@ -47,6 +47,9 @@ class Task(abc.ABC):
     jit_compile_on_cpu: bool
     # Whether bfloat16 may speed this model up on CPUs with bf16 instructions (then measured, see app.devices).
     bf16_candidate_on_cpu: bool = False
+    # Whether the model runs a restored SavedModel graph (a TF-Hub encoder), which bf16 reaches only
+    # through oneDNN's graph rewrite, not a Keras dtype policy.
+    restored_graph: bool = False
 
     @abc.abstractmethod
     def load_data(self, data_dir: str | None, batch_size: int, seed: int, max_train_samples: int | None) -> TaskData:

@@ -57,9 +57,13 @@ class BertTask(Task):
     export_name = "bert_sst2"
     # Batch 16: on 4,000 SST-2 sentences x 2 epochs it reached dev 0.845-0.846 against 0.839 with 32.
     defaults = TrainDefaults(epochs=3, batch_size=16, learning_rate=3e-5, patience=1, steps_per_execution=1)
-    # Bucketed batches have a few shapes, each an XLA compile; on CPU that costs more than it saves
-    # (measured with keras-hub's backbone: 7.1 vs 19.0 samples/s with and without XLA).
+    # Length-grouped batches have many shapes, each an XLA compile; on CPU that costs more than it
+    # saves (measured with keras-hub's backbone: 7.1 vs 19.0 samples/s with and without XLA; and XLA's
+    # fused steady state ran the MiniLM encoder no faster than oneDNN's kernels, see bench/profile_bert.py).
     jit_compile_on_cpu = False
+    # bf16 is measured before use (auto), and reaches the restored TF-Hub encoder by oneDNN's rewrite.
+    bf16_candidate_on_cpu = True
+    restored_graph = True
 
     def ensure_default_hub(self) -> None:
         """Export the shared MiniLM in TF-Hub format on first use of the default handles."""
@@ -124,6 +128,10 @@ class BertTask(Task):
             token_inputs = {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}
             return predictions(model(token_inputs, training=False))
 
+        def word_piece_counts(text):
+            # Lets a client sort sentences by their true length before batching (less padding).
+            return {"word_pieces": tf.reduce_sum(text_model.get_layer("preprocessor")(text)["input_mask"], axis=1)}
+
         example = ["a gorgeous, witty film"]
         example_tokens = text_model.get_layer("preprocessor")(tf.constant(example))
         return ExportSpec(
@@ -133,11 +141,13 @@ class BertTask(Task):
                     "classify_token_ids", classify_token_ids,
                     [tf.TensorSpec([None, None], tf.int32, name=name) for name in BERT_INPUTS],
                 ),
+                Endpoint("word_piece_counts", word_piece_counts, [tf.TensorSpec([None], tf.string, name="text")]),
             ],
             tracked=[text_model],
             metadata={"task": self.name, "label_names": list(self.label_names[: data.extras]), "pooling": self.pooling},
             warmup_examples={
                 "serving_default": {"text": np.array(example, dtype=object)},
                 "classify_token_ids": {name: example_tokens[name].numpy() for name in BERT_INPUTS},
+                "word_piece_counts": {"text": np.array(example, dtype=object)},
             },
         )
