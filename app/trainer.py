@@ -6,6 +6,7 @@ the training-curve PNG and, while it is unfinished, a ``backup/`` that ``--resum
 
 from __future__ import annotations
 
+import csv
 import math
 import signal
 import sys
@@ -20,9 +21,9 @@ import tensorflow as tf
 
 from app import devices
 from app.cli import Interrupted, TrainingFailed, UsageError
-from app.export import export_model
 from app.plots import plot_training_curves
 from app.tasks.base import Task, TaskData
+from data_pipelines.sources import require_data_dir
 
 BACKUP_DIR = "backup"
 HISTORY_FILE = "history.csv"
@@ -166,6 +167,14 @@ class StopOnInvalidLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def validation_curves(history_file: Path) -> dict[str, list[float]]:
+    """Each validation metric at every finished epoch (from history.csv, so a resumed run's are complete)."""
+    with history_file.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    names = [name for name in (rows[0] if rows else {}) if name.startswith("val_")]
+    return {name: [round(float(row[name]), 4) for row in rows] for name in names}
+
+
 def run_directory(config: TrainConfig, task: Task) -> Path:
     """A new timestamped run directory, or with ``resume`` the newest one left unfinished."""
     task_runs = Path(config.runs_dir) / task.name
@@ -191,6 +200,7 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
     learning_rate = config.learning_rate or task.defaults.learning_rate
     patience = config.patience or task.defaults.patience
     keras.utils.set_random_seed(config.seed)
+    require_data_dir(config.data_dir)
 
     run_dir = run_directory(config, task)
     data = task.load_data(config.data_dir, batch_size, config.seed, config.max_train_samples)
@@ -208,6 +218,7 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
             optimizer=task.optimizer(learning_rate, total_steps=epochs * steps_per_epoch),
             loss=task.loss(),
             metrics=task.metrics(),
+            weighted_metrics=task.weighted_metrics(),
             jit_compile=jit_compile,
             steps_per_execution=config.steps_per_execution or task.defaults.steps_per_execution,
         )
@@ -255,7 +266,7 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
     metrics = task.summarize(model.evaluate(data.evaluation, verbose=0, return_dict=True), data)
     say(f"{data.evaluation_split} metrics: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
     curves = plot_training_curves(run_dir / HISTORY_FILE, run_dir / "training_curves.png", f"{task.name} training")
-    export_dir = export_model(model, task.export_spec(model, data), config.out, task.export_name)
+    export_dir = task.export(model, data, config.out)
     say(f"exported SavedModel to {export_dir}; training curves in {curves}")
     summary = {
         "model": task.name,
@@ -263,6 +274,7 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
         "export_dir": str(export_dir),
         "run_dir": str(run_dir),
         "epochs_trained": timer.epochs,
+        "validation_curves": validation_curves(run_dir / HISTORY_FILE),
         "stopped_by_time_budget": budget.spent,
         "train_seconds": round(timer.seconds, 1),
         "jit_compile": bool(model.jit_compile),

@@ -70,3 +70,11 @@ def group_by_length(
     if shuffle_seed is not None:
         grouped = grouped.shuffle(window_batches, seed=shuffle_seed, reshuffle_each_iteration=True)
     return grouped
+
+
+def with_counted_length(batched: tf.data.Dataset) -> tf.data.Dataset:
+    """Count the batches once and declare the count, so Keras knows an epoch's length (progress bar,
+    learning-rate schedule). Length grouping's count depends only on the window sizes, not on the
+    order, and the counting pass also fills any cache upstream."""
+    batch_count = int(batched.reduce(0, lambda count, _: count + 1))
+    return batched.apply(tf.data.experimental.assert_cardinality(batch_count)).prefetch(tf.data.AUTOTUNE)

@@ -2,7 +2,8 @@
 
 Every data set is looked for, in order, in:
 
-1. the directory given with ``--data-dir``,
+1. the directory given with ``--data-dir`` (which must exist: a folder the user names is never
+   silently replaced by another),
 2. the directory in the ``FROMZERO_DATA`` environment variable,
 3. ``../shared/data`` beside this checkout,
 4. its online source (skipped when ``FROMZERO_OFFLINE=1``).
@@ -31,10 +32,17 @@ class OnlineSource:
     fetch: Callable[[], str | Path]
 
 
+def require_data_dir(data_dir: str | Path | None) -> None:
+    """A ``--data-dir`` the user gave must be an existing folder (checked before any slow work)."""
+    if data_dir and not Path(data_dir).is_dir():
+        raise DataError(f"--data-dir {data_dir} does not exist or is not a folder")
+
+
 def local_candidates(relative_path: str, data_dir: str | Path | None = None) -> list[tuple[str, Path]]:
     """The local places, in search order, as (label, path) pairs."""
     places = []
     if data_dir:
+        require_data_dir(data_dir)
         places.append(("--data-dir", Path(data_dir) / relative_path))
     if os.environ.get("FROMZERO_DATA"):
         places.append(("FROMZERO_DATA", Path(os.environ["FROMZERO_DATA"]) / relative_path))
@@ -47,7 +55,15 @@ def resolve_data_file(
     data_dir: str | Path | None = None,
     online: OnlineSource | None = None,
 ) -> Path:
-    """Return the first existing copy of ``relative_path``, downloading it as a last resort."""
+    """Return the first existing copy of ``relative_path``, downloading it as a last resort.
+
+    With ``data_dir`` the file must be there: the other places are searched only without it.
+    """
+    if data_dir:
+        path = local_candidates(relative_path, data_dir)[0][1]
+        if not path.is_file():
+            raise DataError(f"{relative_path} not found in --data-dir {data_dir} (looked for {path})")
+        return path
     tried = []
     for label, path in local_candidates(relative_path, data_dir):
         if path.is_file():

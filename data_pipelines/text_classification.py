@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from data_pipelines.batching import as_dense, group_by_length
+from data_pipelines.batching import as_dense, group_by_length, with_counted_length
 from data_pipelines.errors import DataError
 from data_pipelines.sources import resolve_data_file
 
@@ -93,10 +93,7 @@ def batches(examples: tf.data.Dataset, config: TextClassificationConfig, shuffle
         length_fn=lambda features, label: tf.shape(features["input_word_ids"])[0],
         shuffle_seed=config.seed if shuffle else None,
     )
-    # The count depends only on the window sizes, not the order, so one counting pass (which also
-    # fills the token cache) gives Keras the epoch length for its progress bar.
-    batch_count = int(batched.reduce(0, lambda count, _: count + 1))
-    return batched.apply(tf.data.experimental.assert_cardinality(batch_count)).prefetch(tf.data.AUTOTUNE)
+    return with_counted_length(batched)
 
 
 def load_split(relative_or_path: str | None, default: str, config: TextClassificationConfig) -> LabelledText:

@@ -49,14 +49,19 @@ def test_missing_data_names_every_place_looked(tmp_path):
     checkout = tmp_path / "checkout"
     for package in ("app", "models", "data_pipelines"):
         shutil.copytree(REPO_ROOT / package, checkout / package, ignore=shutil.ignore_patterns("__pycache__"))
-    result = run_app("app.train", "mnist", "--data-dir", str(tmp_path / "mine"), cwd=checkout)
+    result = run_app("app.train", "mnist", cwd=checkout)
     assert_one_line_error(
         result,
         "could not find mnist/mnist.npz",
-        str(tmp_path / "mine" / "mnist" / "mnist.npz"),
         str(tmp_path / "shared" / "data" / "mnist" / "mnist.npz"),
         "storage.googleapis.com",
     )
+
+
+@pytest.mark.parametrize("task", ["mnist", "bert"])
+def test_a_data_dir_that_does_not_exist_is_an_error_naming_it(task):
+    result = run_app("app.train", task, "--data-dir", "/nonexistent/place")
+    assert_one_line_error(result, "--data-dir /nonexistent/place does not exist")
 
 
 def test_empty_text_file(tmp_path):

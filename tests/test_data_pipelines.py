@@ -31,11 +31,19 @@ def test_resolver_names_every_place_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("FROMZERO_DATA", str(tmp_path / "env"))
     online = sources.OnlineSource("https://example.invalid/data.npz", fetch=lambda: 1 / 0)
     with pytest.raises(DataError) as error:
-        sources.resolve_data_file("nothing/here.npz", tmp_path / "given", online)
+        sources.resolve_data_file("nothing/here.npz", online=online)
     message = str(error.value)
-    for place in (str(tmp_path / "given"), str(tmp_path / "env"), str(sources.SHARED_DATA_DIR), "example.invalid"):
+    for place in (str(tmp_path / "env"), str(sources.SHARED_DATA_DIR), "example.invalid"):
         assert place in message
     assert "FROMZERO_OFFLINE=1" in message
+
+
+def test_an_explicit_data_dir_is_never_replaced_by_another_place(tmp_path):
+    """The shared data has mnist/mnist.npz, yet a --data-dir without it (or missing) is an error naming it."""
+    with pytest.raises(DataError, match="--data-dir /nonexistent/place does not exist"):
+        sources.resolve_data_file("mnist/mnist.npz", "/nonexistent/place")
+    with pytest.raises(DataError, match=f"not found in --data-dir {tmp_path}"):
+        sources.resolve_data_file("mnist/mnist.npz", tmp_path)
 
 
 def test_resolver_falls_back_to_online_source(tmp_path, monkeypatch):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from app.export import ExportSpec
+from app.export import ExportSpec, export_model
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,19 @@ class Task(abc.ABC):
     def metrics(self) -> list:
         return ["accuracy"]
 
+    def weighted_metrics(self) -> list | None:
+        """Metrics weighted by the dataset's sample weights (e.g. only the masked positions count)."""
+        return None
+
     def summarize(self, evaluation: dict, data: TaskData) -> dict:
         """Turn `model.evaluate` results into the reported metrics."""
         return {f"{data.evaluation_split}_{name}": float(value) for name, value in evaluation.items()}
 
-    @abc.abstractmethod
     def export_spec(self, model: keras.Model, data: TaskData) -> ExportSpec:
-        """The serving signatures (and side files) of an export."""
+        """The serving signatures (and side files) of a TF Serving export; tasks that keep the
+        default `export` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} has no TF Serving export")
+
+    def export(self, model: keras.Model, data: TaskData, out: str) -> Path:
+        """Write the trained model under ``out``; by default the next version of a TF Serving SavedModel."""
+        return export_model(model, self.export_spec(model, data), out, self.export_name)
