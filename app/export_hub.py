@@ -4,15 +4,22 @@
 
 They have the interface of the official TF-Hub BERT models (``bert_en_uncased_preprocess/3`` and
 ``bert_en_uncased_L-12_H-768_A-12/4``), so code written for those handles runs unchanged on these
-local ones:
+local ones (``hub.KerasLayer``, ``hub.load``, Keras 3's ``keras.layers.TFSMLayer``):
 
-- preprocessor: strings [N] -> ``input_word_ids``, ``input_mask``, ``input_type_ids`` (int32
-  [N, seq_length]); sub-objects ``tokenize`` (strings -> ragged word pieces [N, words, pieces]) and
-  ``bert_pack_inputs(segments, seq_length)``. WordPiece comes from ``tensorflow_text`` with the
-  checkpoint's ``vocab.txt`` and lower-casing.
-- encoder: that dict -> ``pooled_output`` [N, H], ``sequence_output`` [N, T, H] and
-  ``encoder_outputs`` (one [N, T, H] per layer), weights from keras-hub's ``BertBackbone``, with
-  ``variables`` and ``trainable_variables`` exposed for fine-tuning.
+- preprocessor: ``__call__`` strings [N] -> ``input_word_ids``, ``input_mask``, ``input_type_ids``
+  (int32 [N, seq_length]); ``tokenize`` (strings -> ragged word pieces [N, words, pieces]);
+  ``bert_pack_inputs(segments, seq_length)`` (one or two segments); ``get_special_tokens_dict()``
+  (``vocab_size``, ``start_of_sequence_id``, ``end_of_segment_id``, ``padding_id``, ``mask_id``).
+  WordPiece comes from ``tensorflow_text`` with the checkpoint's ``vocab.txt`` and lower-casing.
+- encoder: ``__call__(inputs, training=False)``, that dict -> ``pooled_output`` [N, H] (also as
+  ``default``), ``sequence_output`` [N, T, H] and ``encoder_outputs`` (one [N, T, H] per layer), weights
+  from keras-hub's ``BertBackbone``; ``variables`` and ``trainable_variables`` for fine-tuning;
+  ``vocab_file`` (asset) and ``do_lower_case`` (bool variable), which say how to tokenize; and, only
+  when a masked-LM head is exported, ``mlm(inputs, training=False)``: the same inputs plus
+  ``masked_lm_positions`` [N, P] -> ``mlm_logits`` [N, P, vocab] and the encoder outputs.
+- both: a ``serving_default`` signature with flat outputs (the encoder's ``encoder_outputs_<i>``), and
+  the same function as ``serve`` and ``serving_default`` attributes, so ``keras.layers.TFSMLayer(path)``
+  loads either with its default ``call_endpoint`` (``"serve"``) or with ``"serving_default"``.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ from models.bert_classifier import BERT_INPUTS
 DEFAULT_CHECKPOINT = REPO_ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
 DEFAULT_OUT = Path("saved_models") / "hub" / "minilm_l6"
 DEFAULT_SEQ_LENGTH = 128
-SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[UNK]")
+SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]")
+# get_special_tokens_dict()'s names, as in the official preprocessor, and their tokens.
+SPECIAL_TOKEN_IDS = {"start_of_sequence_id": "[CLS]", "end_of_segment_id": "[SEP]", "padding_id": "[PAD]", "mask_id": "[MASK]"}
 
 
 def read_vocabulary(checkpoint: Path) -> tuple[Path, bool]:
@@ -78,11 +87,14 @@ def uncased(text: tf.Tensor) -> tf.Tensor:
 
 
 def build_preprocessor(vocab_file: Path, lower_case: bool, seq_length: int = DEFAULT_SEQ_LENGTH) -> tf.Module:
-    """The TF-Hub preprocessing object: ``__call__``, ``tokenize`` and ``bert_pack_inputs``."""
+    """The TF-Hub preprocessing object: ``__call__``, ``tokenize``, ``bert_pack_inputs``,
+    ``get_special_tokens_dict`` and ``serve`` (see the module docstring). Used in memory too, to
+    tokenize in ``tf.data`` pipelines."""
     vocabulary = vocab_file.read_text(encoding="utf-8").splitlines()
     missing = [token for token in SPECIAL_TOKENS if token not in vocabulary]
     if missing:
         raise UsageError(f"{vocab_file} lacks the special tokens {missing}")
+    special_tokens = {"vocab_size": len(vocabulary), **{name: vocabulary.index(token) for name, token in SPECIAL_TOKEN_IDS.items()}}
     table = tf.lookup.StaticVocabularyTable(
         tf.lookup.TextFileInitializer(
             str(vocab_file), tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER
@@ -92,7 +104,7 @@ def build_preprocessor(vocab_file: Path, lower_case: bool, seq_length: int = DEF
     # Lower-casing is done as the checkpoint's own (Hugging Face) tokenizer does it, not with
     # tf_text's lower_case=True, whose NFKC case folding also rewrites e.g. full-width punctuation.
     tokenizer = tf_text.BertTokenizer(table, lower_case=False, token_out_type=tf.int32, unknown_token="[UNK]")
-    pack = BertPackInputs(*(vocabulary.index(token) for token in ("[CLS]", "[SEP]", "[PAD]")))
+    pack = BertPackInputs(*(special_tokens[name] for name in ("start_of_sequence_id", "end_of_segment_id", "padding_id")))
     pack.__call__ = tf.function(pack.__call__)
     for rank in (2, 3):
         segment = tf.RaggedTensorSpec([None] * rank, tf.int32, ragged_rank=rank - 1)
@@ -114,8 +126,13 @@ def build_preprocessor(vocab_file: Path, lower_case: bool, seq_length: int = DEF
     def preprocess(text):
         return pack.__call__([tokenize(text)], seq_length)
 
+    @tf.function(input_signature=[])
+    def get_special_tokens_dict():
+        return {name: tf.constant(value, tf.int32) for name, value in special_tokens.items()}
+
     root.tokenize = tokenize
-    root.__call__ = preprocess
+    root.__call__ = root.serve = root.serving_default = preprocess
+    root.get_special_tokens_dict = get_special_tokens_dict
     return root
 
 
@@ -137,36 +154,71 @@ def build_encoder_model(backbone) -> keras.Model:
     return keras.Model(inputs, outputs, name="bert_encoder")
 
 
-def build_encoder(backbone) -> tf.train.Checkpoint:
-    """The TF-Hub encoder object: ``__call__(inputs, training=False)``, ``variables``, ``trainable_variables``."""
+def hub_callable(function, spec: dict, layers: list) -> tf.train.Checkpoint:
+    """An object TF-Hub loads like a model: ``__call__(inputs, training=False)``, traced for both values
+    of ``training``, and the ``variables`` and ``trainable_variables`` that ``hub.KerasLayer`` fine-tunes."""
+    for training in (False, True):
+        function.get_concrete_function(spec, training=training)
+    # Layers may share variables (the masked-LM head reads the token embedding): list each once.
+    variables = list({id(variable): variable for layer in layers for variable in layer.variables}.values())
+    obj = tf.train.Checkpoint()
+    obj.__call__ = function
+    obj.variables = variables
+    obj.trainable_variables = [variable for variable in variables if variable.trainable]
+    return obj
+
+
+def build_encoder(backbone, vocab_file: Path, lower_case: bool, masked_lm_head=None) -> tf.train.Checkpoint:
+    """The TF-Hub encoder object (see the module docstring). ``masked_lm_head``: the keras-hub
+    ``MaskedLMHead`` pretrained with ``backbone`` (``BertMaskedLM.masked_lm_head``, its output
+    projection tied to the token embedding), exported as ``mlm``; without it there is no ``mlm``."""
     model = build_encoder_model(backbone)
-    spec = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in model.input}
+    spec = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in BERT_INPUTS}
 
     @tf.function
     def encode(inputs, training=False):
-        return model(inputs, training=training)
+        outputs = model(inputs, training=training)
+        return {**outputs, "default": outputs["pooled_output"]}
 
-    for training in (False, True):
-        encode.get_concrete_function(spec, training=training)
-    root = tf.train.Checkpoint()
+    @tf.function(input_signature=[spec])
+    def serve(inputs):
+        """``encode`` with flat outputs, as signatures need them."""
+        outputs = encode(inputs)
+        layers = {f"encoder_outputs_{index}": output for index, output in enumerate(outputs.pop("encoder_outputs"))}
+        return {**outputs, **layers}
+
+    root = hub_callable(encode, spec, [model])
     root.model = model
-    root.__call__ = encode
-    root.variables = list(model.variables)
-    root.trainable_variables = list(model.trainable_variables)
+    root.vocab_file = tf.saved_model.Asset(str(vocab_file))
+    root.do_lower_case = tf.Variable(lower_case, trainable=False, name="do_lower_case")
+    root.serve = root.serving_default = serve
+    if masked_lm_head is not None:
+
+        @tf.function
+        def mlm(inputs, training=False):
+            outputs = encode({name: inputs[name] for name in BERT_INPUTS}, training=training)
+            return {**outputs, "mlm_logits": masked_lm_head(outputs["sequence_output"], inputs["masked_lm_positions"])}
+
+        mlm_spec = {**spec, "masked_lm_positions": tf.TensorSpec([None, None], tf.int32, name="masked_lm_positions")}
+        root.mlm = hub_callable(mlm, mlm_spec, [model, masked_lm_head])
+        root.mlm.head = masked_lm_head
     return root
 
 
-def export_hub(backbone, vocab_file: Path, lower_case: bool, out: Path, seq_length: int = DEFAULT_SEQ_LENGTH) -> dict:
-    """Write ``out/preprocessor`` and ``out/encoder``; each is staged, then renamed into place."""
+def export_hub(
+    backbone, vocab_file: Path, lower_case: bool, out: Path, seq_length: int = DEFAULT_SEQ_LENGTH, masked_lm_head=None
+) -> dict:
+    """Write ``out/preprocessor`` and ``out/encoder`` (with ``mlm`` when ``masked_lm_head`` is given);
+    each is staged, then renamed into place, so a folder is never seen half-written."""
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, obj in (
         ("preprocessor", build_preprocessor(vocab_file, lower_case, seq_length)),
-        ("encoder", build_encoder(backbone)),
+        ("encoder", build_encoder(backbone, vocab_file, lower_case, masked_lm_head)),
     ):
         staging, target = out / f".{name}.staging", out / name
         shutil.rmtree(staging, ignore_errors=True)
-        tf.saved_model.save(obj, str(staging))
+        tf.saved_model.save(obj, str(staging), signatures={"serving_default": obj.serve})
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
         written[name] = str(target)

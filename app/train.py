@@ -1,4 +1,4 @@
-"""Train, evaluate and export a model: ``python -m app.train {mnist,lm,gpt,bert} [flags]``.
+"""Train, evaluate and export a model: ``python -m app.train {mnist,lm,gpt,bert,mlm} [flags]``.
 
 The flags only fill in `TrainConfig` (generic) and the task's own dataclass; `app.trainer.train`
 does the work. The last line printed is a JSON summary of the run.
@@ -15,7 +15,7 @@ from app.cli import ArgumentParser, dropout_rate, positive_float, positive_int, 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m app.train", description=__doc__.splitlines()[0])
-    tasks = parser.add_subparsers(dest="task", required=True, metavar="{mnist,lm,gpt,bert}", parser_class=ArgumentParser)
+    tasks = parser.add_subparsers(dest="task", required=True, metavar="{mnist,lm,gpt,bert,mlm}", parser_class=ArgumentParser)
     mnist = tasks.add_parser("mnist", help="dense 784-64-64-10 network on MNIST digits")
     mnist.add_argument(
         "--dropout-rate", type=dropout_rate,
@@ -47,7 +47,7 @@ def build_parser() -> ArgumentParser:
     bert.set_defaults(
         model_flags=(
             "encoder", "preprocessor", "pooling", "train_file", "validation_file",
-            "text_column", "label_column", "label_names", "max_seq_length",
+            "text_column", "label_column", "label_names", "max_seq_length", "freeze_word_embeddings",
         )
     )
     bert.add_argument("--encoder", default=argparse.SUPPRESS, help="TF-Hub encoder handle: URL or folder (default: local MiniLM)")
@@ -61,9 +61,32 @@ def build_parser() -> ArgumentParser:
         "--label-names", type=lambda text: tuple(text.split(",")), default=argparse.SUPPRESS,
         help="comma-separated names of classes 0, 1, ... (default: negative,positive)",
     )
+    bert.add_argument(
+        "--train-word-embeddings", dest="freeze_word_embeddings", action="store_false", default=argparse.SUPPRESS,
+        help="also fine-tune the word-piece embedding table (frozen by default; train it for encoders pretrained briefly or not at all)",
+    )
     bert.add_argument("--max-seq-length", type=positive_int, default=argparse.SUPPRESS, help="word pieces per sentence, at most (default 128)")
 
-    for sub in (mnist, lm, gpt, bert):
+    mlm = tasks.add_parser("mlm", help="pretrain a BERT encoder from random weights by masked language modelling")
+    mlm.set_defaults(
+        model_flags=("size", "vocab", "corpus", "max_length", "num_layers", "hidden_dim", "num_heads", "intermediate_dim")
+    )
+    mlm.add_argument("--size", choices=("tiny", "mini"), default=argparse.SUPPRESS, help="preset: tiny 2x128, mini 4x256 (default)")
+    mlm.add_argument(
+        "--vocab", default=argparse.SUPPRESS,
+        help="folder with vocab.txt from python -m app.pretrain vocab (default saved_models/pretrain/vocab)",
+    )
+    mlm.add_argument(
+        "--corpus", nargs="+", type=str, default=argparse.SUPPRESS,
+        help="UTF-8 text files, one sentence or paragraph per line (default: SST-2 train sentences + Tiny Shakespeare)",
+    )
+    mlm.add_argument("--max-length", type=positive_int, default=argparse.SUPPRESS, help="word pieces per line, at most (default 128)")
+    mlm.add_argument("--num-layers", type=positive_int, default=argparse.SUPPRESS, help="encoder blocks (overrides the preset)")
+    mlm.add_argument("--hidden-dim", type=positive_int, default=argparse.SUPPRESS, help="model width (overrides the preset)")
+    mlm.add_argument("--num-heads", type=positive_int, default=argparse.SUPPRESS, help="attention heads (overrides the preset)")
+    mlm.add_argument("--intermediate-dim", type=positive_int, default=argparse.SUPPRESS, help="feed-forward width (default 4 x width)")
+
+    for sub in (mnist, lm, gpt, bert, mlm):
         group = sub.add_argument_group("training")
         group.add_argument("--epochs", type=positive_int, help="maximum epochs (early stopping may end sooner)")
         group.add_argument("--batch-size", type=positive_int)
@@ -115,7 +138,10 @@ def build_task(args):
         if args.dropout_rate is not None:
             task = dataclasses.replace(task, model_config=dataclasses.replace(task.model_config, dropout_rate=args.dropout_rate))
         return task
-    return TASKS[args.task](**{name: getattr(args, name) for name in args.model_flags if hasattr(args, name)})
+    flags = {name: getattr(args, name) for name in args.model_flags if hasattr(args, name)}
+    if "corpus" in flags:
+        flags["corpus"] = tuple(flags["corpus"])
+    return TASKS[args.task](**flags)
 
 
 if __name__ == "__main__":

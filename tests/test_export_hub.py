@@ -3,7 +3,11 @@ encoder outputs as keras-hub, the official interface, and a Keras 3 layer that f
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import unicodedata
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,7 +17,7 @@ import tensorflow as tf
 
 from data_pipelines.sources import SHARED_DATA_DIR
 from models.hub_layer import HubLayer
-from tests.conftest import MINILM
+from tests.conftest import MINILM, REPO_ROOT, last_json_line
 
 
 def varied_sentences() -> list[str]:
@@ -149,3 +153,158 @@ def test_classifier_accepts_an_official_url_handle_through_the_tfhub_cache(tiny_
     assert HubLayer(handle).get_config()["handle"] == handle
     before, after = one_training_step(tiny_hub, handle, trainable=True)
     assert any(not np.array_equal(old, new) for (_, old), (_, new) in zip(before, after))
+
+
+@pytest.fixture(scope="session")
+def tiny_mlm_hub(tmp_path_factory):
+    """A randomly initialised 2-layer BERT with keras-hub's masked-LM head and MiniLM's vocabulary,
+    exported with ``encoder.mlm``: (out folder, the keras-hub ``BertMaskedLM``)."""
+    import keras_hub
+
+    from app.export_hub import export_hub, read_vocabulary
+
+    out = tmp_path_factory.mktemp("hub") / "tiny_mlm"
+    vocab_file, lower_case = read_vocabulary(MINILM)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=30522, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=128
+    )
+    masked_lm = keras_hub.models.BertMaskedLM(backbone, preprocessor=None)
+    export_hub(backbone, vocab_file, lower_case, out, masked_lm_head=masked_lm.masked_lm_head)
+    return out, masked_lm
+
+
+# The TF-Hub documentation's code for the official BERT handles, as-is, under tf-keras (the TF-Hub docs'
+# advice for TensorFlow >= 2.16): fine-tuning, sentence pairs, the masked-LM head and the vocabulary.
+OFFICIAL_USAGE = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_hub as hub
+import tensorflow_text  # noqa: F401
+
+preprocessor_path, encoder_path = sys.argv[1:3]
+text_input = tf.keras.layers.Input(shape=(), dtype=tf.string)
+encoder_inputs = hub.KerasLayer(preprocessor_path)(text_input)
+encoder_layer = hub.KerasLayer(encoder_path, trainable=True)
+outputs = encoder_layer(encoder_inputs)
+features = tf.keras.layers.Concatenate()([outputs["pooled_output"], outputs["default"]])
+model = tf.keras.Model(text_input, tf.keras.layers.Dense(1)(features))
+model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), loss="mse")
+before = [weight.numpy().copy() for weight in encoder_layer.trainable_weights]
+model.fit(tf.constant(["a gorgeous film", "dull"]), np.array([1.0, 0.0]), epochs=1, verbose=0)
+changed = sum(not np.array_equal(old, new.numpy()) for old, new in zip(before, encoder_layer.trainable_weights))
+
+preprocessor = hub.load(preprocessor_path)
+segments = [tf.keras.layers.Input(shape=(), dtype=tf.string) for _ in range(2)]
+tokenize = hub.KerasLayer(preprocessor.tokenize)
+bert_pack_inputs = hub.KerasLayer(preprocessor.bert_pack_inputs, arguments=dict(seq_length=16))
+pair = tf.keras.Model(segments, bert_pack_inputs([tokenize(segment) for segment in segments]))(
+    [tf.constant(["the cast"]), tf.constant(["is superb"])]
+)
+
+encoder = hub.load(encoder_path)
+mlm_logits = encoder.mlm(dict(pair, masked_lm_positions=tf.constant([[1, 2, 4]])))["mlm_logits"]
+mlm_layer = hub.KerasLayer(encoder.mlm, trainable=True)
+print(json.dumps({
+    "keras": type(model).__module__,
+    "encoder_trainable_weights": len(encoder_layer.trainable_weights),
+    "changed_encoder_weights": int(changed),
+    "pair_word_ids": pair["input_word_ids"][0].numpy().tolist(),
+    "pair_type_ids": pair["input_type_ids"][0].numpy().tolist(),
+    "mlm_logits_shape": mlm_logits.shape.as_list(),
+    "mlm_trainable_weights": len(mlm_layer.trainable_weights),
+    "special_tokens": {name: int(value) for name, value in preprocessor.get_special_tokens_dict().items()},
+    "vocab_file": encoder.vocab_file.asset_path.numpy().decode(),
+    "do_lower_case": bool(encoder.do_lower_case.numpy()),
+}))
+"""
+
+
+def test_official_tfhub_usage_runs_unchanged_under_tf_keras(tiny_mlm_hub):
+    out, _ = tiny_mlm_hub
+    completed = subprocess.run(
+        [sys.executable, "-c", OFFICIAL_USAGE, str(out / "preprocessor"), str(out / "encoder")],
+        cwd=REPO_ROOT, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"}, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = last_json_line(completed.stdout)
+    vocabulary = (MINILM / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert report["keras"].startswith("tf_keras")
+    assert report["changed_encoder_weights"] > 0 and report["encoder_trainable_weights"] > 0
+    assert report["pair_word_ids"][:7] == [vocabulary.index(token) for token in "[CLS] the cast [SEP] is superb [SEP]".split()]
+    assert report["pair_type_ids"][:8] == [0, 0, 0, 0, 1, 1, 1, 0]
+    assert report["mlm_logits_shape"] == [1, 3, 30522]
+    assert report["mlm_trainable_weights"] > report["encoder_trainable_weights"]
+    assert report["special_tokens"] == {
+        "vocab_size": len(vocabulary),
+        **{name: vocabulary.index(token) for name, token in (
+            ("start_of_sequence_id", "[CLS]"), ("end_of_segment_id", "[SEP]"), ("padding_id", "[PAD]"), ("mask_id", "[MASK]")
+        )},
+    }
+    assert Path(report["vocab_file"]).read_text(encoding="utf-8") == (MINILM / "vocab.txt").read_text(encoding="utf-8")
+    assert report["do_lower_case"] is True
+
+
+def test_keras3_tfsm_layer_loads_both_handles_with_default_arguments(tiny_mlm_hub):
+    """Keras 3.15's default ``call_endpoint`` is ``"serve"``; ``"serving_default"`` works too, dict inputs included."""
+    out, _ = tiny_mlm_hub
+    text = tf.constant(["a gorgeous, witty film", "dull"])
+    inputs = keras.layers.TFSMLayer(str(out / "preprocessor"))(text)
+    assert inputs["input_word_ids"].shape == (2, 128)
+    outputs = keras.layers.TFSMLayer(str(out / "encoder"))(inputs)
+    assert set(outputs) == {"pooled_output", "sequence_output", "default", "encoder_outputs_0", "encoder_outputs_1"}
+    encoder = tf.saved_model.load(str(out / "encoder"))
+    expected = encoder(inputs)
+    np.testing.assert_allclose(outputs["pooled_output"], expected["pooled_output"], atol=1e-6)
+    np.testing.assert_allclose(outputs["default"], expected["default"], atol=1e-6)
+    np.testing.assert_allclose(outputs["encoder_outputs_1"], expected["sequence_output"], atol=1e-6)
+    served = encoder.signatures["serving_default"](**inputs)
+    np.testing.assert_allclose(served["pooled_output"], expected["pooled_output"], atol=1e-6)
+    served = keras.layers.TFSMLayer(str(out / "encoder"), call_endpoint="serving_default")(inputs)
+    np.testing.assert_allclose(served["pooled_output"], expected["pooled_output"], atol=1e-6)
+
+
+def test_encoder_mlm_equals_the_keras_hub_masked_lm(tiny_mlm_hub):
+    out, masked_lm = tiny_mlm_hub
+    encoder, preprocessor = (tf.saved_model.load(str(out / name)) for name in ("encoder", "preprocessor"))
+    inputs = preprocessor(tf.constant(["a gorgeous, witty film", "dull"]))
+    positions = tf.constant([[1, 3], [1, 0]])
+    outputs = encoder.mlm({**inputs, "masked_lm_positions": positions})
+    expected = masked_lm(
+        {"token_ids": inputs["input_word_ids"], "padding_mask": inputs["input_mask"],
+         "segment_ids": inputs["input_type_ids"], "mask_positions": positions}
+    )
+    np.testing.assert_allclose(outputs["mlm_logits"], expected, atol=1e-5)
+    np.testing.assert_allclose(outputs["pooled_output"], encoder(inputs)["pooled_output"], atol=1e-6)
+    assert len(outputs["encoder_outputs"]) == 2
+    assert len(encoder.mlm.trainable_variables) > len(encoder.trainable_variables)
+
+
+def test_minilm_export_has_the_full_interface_but_no_mlm(minilm_hub):
+    """The MiniLM checkpoint has no masked-LM head, so its encoder has no ``mlm``; the rest is there."""
+    out, _ = minilm_hub
+    encoder, preprocessor = (tf.saved_model.load(str(out / name)) for name in ("encoder", "preprocessor"))
+    assert not hasattr(encoder, "mlm")
+    inputs = preprocessor(tf.constant(["a gorgeous, witty film"]))
+    outputs = encoder(inputs)
+    np.testing.assert_array_equal(outputs["default"], outputs["pooled_output"])
+    assert Path(encoder.vocab_file.asset_path.numpy().decode()).read_bytes() == (MINILM / "vocab.txt").read_bytes()
+    assert bool(encoder.do_lower_case.numpy()) and not encoder.do_lower_case.trainable
+    assert {name: int(value) for name, value in preprocessor.get_special_tokens_dict().items()} == {
+        "vocab_size": 30522, "start_of_sequence_id": 101, "end_of_segment_id": 102, "padding_id": 0, "mask_id": 103
+    }
+    served = preprocessor.signatures["serving_default"](text=tf.constant(["a gorgeous, witty film"]))
+    np.testing.assert_array_equal(served["input_word_ids"], inputs["input_word_ids"])
+    assert set(encoder.signatures["serving_default"].structured_outputs) == {"pooled_output", "sequence_output", "default"} | {
+        f"encoder_outputs_{index}" for index in range(6)
+    }
+
+
+def test_a_vocabulary_without_a_special_token_is_rejected(tmp_path):
+    from app.cli import UsageError
+    from app.export_hub import build_preprocessor
+
+    vocab_file = tmp_path / "vocab.txt"
+    vocab_file.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "film"]) + "\n", encoding="utf-8")
+    with pytest.raises(UsageError, match=r"lacks the special tokens \['\[MASK\]'\]"):
+        build_preprocessor(vocab_file, lower_case=True)

@@ -5,8 +5,9 @@ from app.tasks.base import Task, TaskData
 from app.tasks.bert import BertTask
 from app.tasks.gpt import GptTask
 from app.tasks.lm import LanguageModelTask
+from app.tasks.mlm import MaskedLmTask
 from app.tasks.mnist import MnistTask
 
-TASKS = {"mnist": MnistTask, "lm": LanguageModelTask, "gpt": GptTask, "bert": BertTask}
+TASKS = {"mnist": MnistTask, "lm": LanguageModelTask, "gpt": GptTask, "bert": BertTask, "mlm": MaskedLmTask}
 
-__all__ = ["TASKS", "Task", "TaskData", "BertTask", "GptTask", "LanguageModelTask", "MnistTask"]
+__all__ = ["TASKS", "Task", "TaskData", "BertTask", "GptTask", "LanguageModelTask", "MnistTask", "MaskedLmTask"]

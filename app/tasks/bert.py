@@ -45,6 +45,9 @@ class BertTask(Task):
     preprocessor: str = str(DEFAULT_HUB / "preprocessor")
     pooling: str = "mean"
     trainable_encoder: bool = True
+    # Frozen by default: most rows of a 30k-piece table never occur in a small fine-tuning set.
+    # Train them for encoders whose embeddings are not pretrained (or a small, corpus-specific vocabulary).
+    freeze_word_embeddings: bool = True
     train_file: str | None = None
     validation_file: str | None = None
     text_column: str = "sentence"
@@ -102,7 +105,10 @@ class BertTask(Task):
 
     def build_model(self, data: TaskData) -> keras.Model:
         return build_bert_classifier(
-            BertClassifierConfig(self.encoder, data.extras, self.pooling, trainable_encoder=self.trainable_encoder)
+            BertClassifierConfig(
+                self.encoder, data.extras, self.pooling,
+                trainable_encoder=self.trainable_encoder, freeze_word_embeddings=self.freeze_word_embeddings,
+            )
         )
 
     def optimizer(self, learning_rate: float, total_steps: int) -> keras.optimizers.Optimizer:
