@@ -11,7 +11,8 @@ from data_pipelines.errors import DataError
 from data_pipelines.sources import SHARED_DATA_DIR
 from tests.conftest import run_app
 
-CORPUS_LINES = 1500
+CORPUS_LINES = 1000
+VOCAB_SIZE = 400
 
 
 @pytest.fixture(scope="session")
@@ -31,19 +32,19 @@ def small_vocab(small_corpus, tmp_path_factory):
     from app.pretrain import main
 
     out = tmp_path_factory.mktemp("vocab")
-    report = main(["vocab", "--corpus", str(small_corpus), "--vocab-size", "600", "--out", str(out)])
+    report = main(["vocab", "--corpus", str(small_corpus), "--vocab-size", str(VOCAB_SIZE), "--out", str(out)])
     return out, report
 
 
 @pytest.fixture(scope="session")
 def pretrained_tiny(small_vocab, small_corpus, tmp_path_factory):
-    """A 1-layer, 64-wide BERT pretrained for 3 short epochs on the small corpus, exported as TF-Hub handles."""
+    """A 1-layer, 32-wide BERT pretrained for 3 short epochs on the small corpus, exported as TF-Hub handles."""
     from app.tasks import MaskedLmTask
     from app.trainer import TrainConfig, train
 
     base = tmp_path_factory.mktemp("mlm")
     task = MaskedLmTask(
-        size="tiny", vocab=str(small_vocab[0]), corpus=(str(small_corpus),), num_layers=1, hidden_dim=64, max_length=64
+        size="tiny", vocab=str(small_vocab[0]), corpus=(str(small_corpus),), num_layers=1, hidden_dim=32, max_length=64
     )
     config = TrainConfig(epochs=3, batch_size=32, learning_rate=2e-3, out=str(base / "saved"), runs_dir=str(base / "runs"), quiet=True)
     return train(task, config)
@@ -53,7 +54,7 @@ def test_vocabulary_starts_with_the_special_tokens_and_covers_held_out_text(smal
     out, report = small_vocab
     vocabulary = (out / "vocab.txt").read_text(encoding="utf-8").splitlines()
     assert vocabulary[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    assert 400 < len(vocabulary) <= 600 and report["vocab_size"] == len(vocabulary)
+    assert VOCAB_SIZE * 0.7 < len(vocabulary) <= VOCAB_SIZE and report["vocab_size"] == len(vocabulary)
     assert "the" in vocabulary and all(token == token.lower() for token in vocabulary[5:])
     assert report["held_out_lines"] == (report["train_lines"] + report["held_out_lines"]) // 50 and 0 <= report["unk_rate_word_pieces"] < 0.02
     assert report["word_pieces_per_word"] > 1  # a small vocabulary splits words into pieces
@@ -66,7 +67,7 @@ def test_masked_lm_pretraining_learns_and_reports_held_out_accuracy(pretrained_t
     losses = summary["validation_curves"]["val_loss"]
     # Below a uniform guess over the vocabulary, and falling every epoch (250 steps of a toy model
     # learn little more than which pieces are common; the real run is in bench/pretraining_value.py).
-    assert losses[2] < losses[1] < losses[0] < np.log(600), losses
+    assert losses[2] < losses[1] < losses[0] < np.log(VOCAB_SIZE), losses
     assert accuracy[-1] >= accuracy[0], accuracy
 
 
