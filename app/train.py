@@ -71,7 +71,7 @@ def build_parser() -> ArgumentParser:
     mlm.set_defaults(
         model_flags=("size", "vocab", "corpus", "max_length", "num_layers", "hidden_dim", "num_heads", "intermediate_dim")
     )
-    mlm.add_argument("--size", choices=("tiny", "mini"), default=argparse.SUPPRESS, help="preset: tiny 2x128, mini 4x256 (default)")
+    mlm.add_argument("--size", choices=("tiny", "mini"), default=argparse.SUPPRESS, help="preset: tiny 2x128 (default), mini 4x256")
     mlm.add_argument(
         "--vocab", default=argparse.SUPPRESS,
         help="folder with vocab.txt from python -m app.pretrain vocab (default saved_models/pretrain/vocab)",

@@ -19,6 +19,7 @@ BERT_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 POOLINGS = ("mean", "cls")
 # The word-piece embedding table in keras-hub exports and in the official TF-Hub BERT encoders.
 WORD_EMBEDDING_NAMES = ("token_embedding", "word_embeddings")
+POSITION_EMBEDDING_NAME = "position_embedding"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,13 @@ def build_bert_classifier(config: BertClassifierConfig) -> keras.Model:
     features = layers.Dropout(config.dropout_rate, name="dropout")(features)
     logits = layers.Dense(config.num_classes, dtype="float32", name="logits")(features)
     return keras.Model(inputs, logits, name="bert_classifier")
+
+
+def encoder_positions(classifier: keras.Model) -> int | None:
+    """How many word pieces the classifier's encoder takes at most: the rows of its position
+    embedding (official BERT handles and keras-hub exports both name it so), or None if it has none."""
+    rows = [weight.shape[0] for weight in classifier.get_layer("encoder").weights if POSITION_EMBEDDING_NAME in weight.name]
+    return int(rows[0]) if rows else None
 
 
 class BertTextPreprocessing(keras.layers.Layer):

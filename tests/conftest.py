@@ -119,3 +119,45 @@ def trained_bert(tiny_hub, small_sst2, tmp_path_factory):
     )
     config = TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, out=str(base / "saved"), runs_dir=str(base / "runs"), quiet=True)
     return train(task, config), tiny_hub
+
+
+CORPUS_LINES = 1000
+VOCAB_SIZE = 400
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory):
+    """The first lines of Tiny Shakespeare and of SST-2's training sentences, in one text file."""
+    shakespeare = (REPO_ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()
+    sst2 = pd.read_csv(REPO_ROOT.parent / "shared" / "data" / "sst2" / "train.tsv", sep="\t", quoting=3)["sentence"].tolist()
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(shakespeare[:CORPUS_LINES] + sst2[:CORPUS_LINES]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_vocab(small_corpus, tmp_path_factory):
+    from app.pretrain import main
+
+    out = tmp_path_factory.mktemp("vocab")
+    report = main(["vocab", "--corpus", str(small_corpus), "--vocab-size", str(VOCAB_SIZE), "--out", str(out)])
+    return out, report
+
+
+@pytest.fixture(scope="session")
+def pretrained_tiny(small_vocab, small_corpus, tmp_path_factory):
+    """A 1-layer, 32-wide BERT with 64 positions, pretrained for 3 short epochs on the small corpus and
+    exported as TF-Hub handles with `encoder.mlm`: the tiny pretrained model the TF-Hub interface tests use."""
+    from app.tasks import MaskedLmTask
+    from app.trainer import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("mlm")
+    task = MaskedLmTask(
+        size="tiny", vocab=str(small_vocab[0]), corpus=(str(small_corpus),), num_layers=1, hidden_dim=32, max_length=64
+    )
+    # float32 on every CPU, so the export can be compared with the Keras model to 1e-5.
+    config = TrainConfig(
+        epochs=3, batch_size=32, learning_rate=2e-3, mixed_precision="off",
+        out=str(base / "saved"), runs_dir=str(base / "runs"), quiet=True,
+    )
+    return train(task, config)

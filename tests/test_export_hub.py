@@ -155,22 +155,10 @@ def test_classifier_accepts_an_official_url_handle_through_the_tfhub_cache(tiny_
     assert any(not np.array_equal(old, new) for (_, old), (_, new) in zip(before, after))
 
 
-@pytest.fixture(scope="session")
-def tiny_mlm_hub(tmp_path_factory):
-    """A randomly initialised 2-layer BERT with keras-hub's masked-LM head and MiniLM's vocabulary,
-    exported with ``encoder.mlm``: (out folder, the keras-hub ``BertMaskedLM``)."""
-    import keras_hub
-
-    from app.export_hub import export_hub, read_vocabulary
-
-    out = tmp_path_factory.mktemp("hub") / "tiny_mlm"
-    vocab_file, lower_case = read_vocabulary(MINILM)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=30522, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=128
-    )
-    masked_lm = keras_hub.models.BertMaskedLM(backbone, preprocessor=None)
-    export_hub(backbone, vocab_file, lower_case, out, masked_lm_head=masked_lm.masked_lm_head)
-    return out, masked_lm
+def pretrained_hub(pretrained_tiny) -> tuple[Path, list[str]]:
+    """The tiny pretrained encoder's TF-Hub folder (1 layer, 64 positions) and its vocabulary."""
+    out = Path(pretrained_tiny.summary["export_dir"])
+    return out, (out / "encoder" / "assets" / "vocab.txt").read_text(encoding="utf-8").splitlines()
 
 
 # The TF-Hub documentation's code for the official BERT handles, as-is, under tf-keras (the TF-Hub docs'
@@ -199,7 +187,7 @@ segments = [tf.keras.layers.Input(shape=(), dtype=tf.string) for _ in range(2)]
 tokenize = hub.KerasLayer(preprocessor.tokenize)
 bert_pack_inputs = hub.KerasLayer(preprocessor.bert_pack_inputs, arguments=dict(seq_length=16))
 pair = tf.keras.Model(segments, bert_pack_inputs([tokenize(segment) for segment in segments]))(
-    [tf.constant(["the cast"]), tf.constant(["is superb"])]
+    [tf.constant(["the film"]), tf.constant(["is good"])]
 )
 
 encoder = hub.load(encoder_path)
@@ -220,20 +208,19 @@ print(json.dumps({
 """
 
 
-def test_official_tfhub_usage_runs_unchanged_under_tf_keras(tiny_mlm_hub):
-    out, _ = tiny_mlm_hub
+def test_official_tfhub_usage_runs_unchanged_under_tf_keras(pretrained_tiny):
+    out, vocabulary = pretrained_hub(pretrained_tiny)
     completed = subprocess.run(
         [sys.executable, "-c", OFFICIAL_USAGE, str(out / "preprocessor"), str(out / "encoder")],
         cwd=REPO_ROOT, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"}, capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = last_json_line(completed.stdout)
-    vocabulary = (MINILM / "vocab.txt").read_text(encoding="utf-8").splitlines()
     assert report["keras"].startswith("tf_keras")
     assert report["changed_encoder_weights"] > 0 and report["encoder_trainable_weights"] > 0
-    assert report["pair_word_ids"][:7] == [vocabulary.index(token) for token in "[CLS] the cast [SEP] is superb [SEP]".split()]
+    assert report["pair_word_ids"][:7] == [vocabulary.index(token) for token in "[CLS] the film [SEP] is good [SEP]".split()]
     assert report["pair_type_ids"][:8] == [0, 0, 0, 0, 1, 1, 1, 0]
-    assert report["mlm_logits_shape"] == [1, 3, 30522]
+    assert report["mlm_logits_shape"] == [1, 3, len(vocabulary)]
     assert report["mlm_trainable_weights"] > report["encoder_trainable_weights"]
     assert report["special_tokens"] == {
         "vocab_size": len(vocabulary),
@@ -241,31 +228,32 @@ def test_official_tfhub_usage_runs_unchanged_under_tf_keras(tiny_mlm_hub):
             ("start_of_sequence_id", "[CLS]"), ("end_of_segment_id", "[SEP]"), ("padding_id", "[PAD]"), ("mask_id", "[MASK]")
         )},
     }
-    assert Path(report["vocab_file"]).read_text(encoding="utf-8") == (MINILM / "vocab.txt").read_text(encoding="utf-8")
+    assert Path(report["vocab_file"]).read_text(encoding="utf-8").splitlines() == vocabulary
     assert report["do_lower_case"] is True
 
 
-def test_keras3_tfsm_layer_loads_both_handles_with_default_arguments(tiny_mlm_hub):
+def test_keras3_tfsm_layer_loads_both_handles_with_default_arguments(pretrained_tiny):
     """Keras 3.15's default ``call_endpoint`` is ``"serve"``; ``"serving_default"`` works too, dict inputs included."""
-    out, _ = tiny_mlm_hub
+    out, _ = pretrained_hub(pretrained_tiny)
     text = tf.constant(["a gorgeous, witty film", "dull"])
     inputs = keras.layers.TFSMLayer(str(out / "preprocessor"))(text)
-    assert inputs["input_word_ids"].shape == (2, 128)
+    assert inputs["input_word_ids"].shape == (2, 64)
     outputs = keras.layers.TFSMLayer(str(out / "encoder"))(inputs)
-    assert set(outputs) == {"pooled_output", "sequence_output", "default", "encoder_outputs_0", "encoder_outputs_1"}
+    assert set(outputs) == {"pooled_output", "sequence_output", "default", "encoder_outputs_0"}
     encoder = tf.saved_model.load(str(out / "encoder"))
     expected = encoder(inputs)
     np.testing.assert_allclose(outputs["pooled_output"], expected["pooled_output"], atol=1e-6)
     np.testing.assert_allclose(outputs["default"], expected["default"], atol=1e-6)
-    np.testing.assert_allclose(outputs["encoder_outputs_1"], expected["sequence_output"], atol=1e-6)
+    np.testing.assert_allclose(outputs["encoder_outputs_0"], expected["sequence_output"], atol=1e-6)
     served = encoder.signatures["serving_default"](**inputs)
     np.testing.assert_allclose(served["pooled_output"], expected["pooled_output"], atol=1e-6)
     served = keras.layers.TFSMLayer(str(out / "encoder"), call_endpoint="serving_default")(inputs)
     np.testing.assert_allclose(served["pooled_output"], expected["pooled_output"], atol=1e-6)
 
 
-def test_encoder_mlm_equals_the_keras_hub_masked_lm(tiny_mlm_hub):
-    out, masked_lm = tiny_mlm_hub
+def test_encoder_mlm_equals_the_keras_hub_masked_lm(pretrained_tiny):
+    out, _ = pretrained_hub(pretrained_tiny)
+    masked_lm = pretrained_tiny.model
     encoder, preprocessor = (tf.saved_model.load(str(out / name)) for name in ("encoder", "preprocessor"))
     inputs = preprocessor(tf.constant(["a gorgeous, witty film", "dull"]))
     positions = tf.constant([[1, 3], [1, 0]])
@@ -276,7 +264,7 @@ def test_encoder_mlm_equals_the_keras_hub_masked_lm(tiny_mlm_hub):
     )
     np.testing.assert_allclose(outputs["mlm_logits"], expected, atol=1e-5)
     np.testing.assert_allclose(outputs["pooled_output"], encoder(inputs)["pooled_output"], atol=1e-6)
-    assert len(outputs["encoder_outputs"]) == 2
+    assert len(outputs["encoder_outputs"]) == 1
     assert len(encoder.mlm.trainable_variables) > len(encoder.trainable_variables)
 
 

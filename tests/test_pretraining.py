@@ -3,52 +3,16 @@ trainer, TF-Hub handles with ``encoder.mlm``, fine-tuned like any handle; and ba
 
 from __future__ import annotations
 
+import dataclasses
+from types import SimpleNamespace
+
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
 from data_pipelines.errors import DataError
-from data_pipelines.sources import SHARED_DATA_DIR
-from tests.conftest import run_app
-
-CORPUS_LINES = 1000
-VOCAB_SIZE = 400
-
-
-@pytest.fixture(scope="session")
-def small_corpus(tmp_path_factory):
-    """The first lines of Tiny Shakespeare and of SST-2's training sentences, in one text file."""
-    import pandas as pd
-
-    shakespeare = (SHARED_DATA_DIR / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8").splitlines()
-    sst2 = pd.read_csv(SHARED_DATA_DIR / "sst2" / "train.tsv", sep="\t", quoting=3)["sentence"].tolist()
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text("\n".join(shakespeare[:CORPUS_LINES] + sst2[:CORPUS_LINES]) + "\n", encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="session")
-def small_vocab(small_corpus, tmp_path_factory):
-    from app.pretrain import main
-
-    out = tmp_path_factory.mktemp("vocab")
-    report = main(["vocab", "--corpus", str(small_corpus), "--vocab-size", str(VOCAB_SIZE), "--out", str(out)])
-    return out, report
-
-
-@pytest.fixture(scope="session")
-def pretrained_tiny(small_vocab, small_corpus, tmp_path_factory):
-    """A 1-layer, 32-wide BERT pretrained for 3 short epochs on the small corpus, exported as TF-Hub handles."""
-    from app.tasks import MaskedLmTask
-    from app.trainer import TrainConfig, train
-
-    base = tmp_path_factory.mktemp("mlm")
-    task = MaskedLmTask(
-        size="tiny", vocab=str(small_vocab[0]), corpus=(str(small_corpus),), num_layers=1, hidden_dim=32, max_length=64
-    )
-    config = TrainConfig(epochs=3, batch_size=32, learning_rate=2e-3, out=str(base / "saved"), runs_dir=str(base / "runs"), quiet=True)
-    return train(task, config)
-
+from tests.conftest import VOCAB_SIZE, run_app
 
 def test_vocabulary_starts_with_the_special_tokens_and_covers_held_out_text(small_vocab):
     out, report = small_vocab
@@ -64,11 +28,12 @@ def test_masked_lm_pretraining_learns_and_reports_held_out_accuracy(pretrained_t
     summary = pretrained_tiny.summary
     accuracy = summary["validation_curves"]["val_accuracy"]
     assert len(accuracy) == 3 and summary["metrics"]["heldout_masked_accuracy"] == pytest.approx(accuracy[-1], abs=1e-3)
-    losses = summary["validation_curves"]["val_loss"]
-    # Below a uniform guess over the vocabulary, and falling every epoch (250 steps of a toy model
-    # learn little more than which pieces are common; the real run is in bench/pretraining_value.py).
-    assert losses[2] < losses[1] < losses[0] < np.log(VOCAB_SIZE), losses
-    assert accuracy[-1] >= accuracy[0], accuracy
+    # 170 steps of a toy model learn little more than which word pieces are common (the real run is in
+    # bench/pretraining_value.py): its held-out loss ends well below a uniform guess over the vocabulary,
+    # and its training loss falls (the held-out set, 36 lines, is too small to rank epochs by).
+    assert summary["validation_curves"]["val_loss"][-1] < np.log(VOCAB_SIZE) - 0.5
+    training_loss = pd.read_csv(f"{summary['run_dir']}/history.csv")["loss"].tolist()
+    assert training_loss[-1] < training_loss[0], training_loss
 
 
 def test_masked_batches_hide_fifteen_percent_and_never_the_special_tokens(small_vocab, small_corpus):
@@ -91,6 +56,7 @@ def test_masked_batches_hide_fifteen_percent_and_never_the_special_tokens(small_
 
 
 def test_exported_handles_fill_a_mask_and_fine_tune_like_any_handle(pretrained_tiny, small_sst2, tmp_path):
+    from app.cli import UsageError
     from app.pretrain import fill_mask
     from app.tasks import BertTask
     from app.trainer import TrainConfig, train
@@ -106,6 +72,9 @@ def test_exported_handles_fill_a_mask_and_fine_tune_like_any_handle(pretrained_t
     )
     config = TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, out=str(tmp_path / "saved"), runs_dir=str(tmp_path / "runs"), quiet=True)
     result = train(task, config)
+    # The encoder was pretrained on 64 word pieces: a longer --max-seq-length is refused up front.
+    with pytest.raises(UsageError, match="--max-seq-length 128 is longer than the 64 word pieces"):
+        dataclasses.replace(task, max_seq_length=128).build_model(SimpleNamespace(extras=2))
     assert 0 <= result.summary["metrics"]["dev_accuracy"] <= 1
     loaded = tf.saved_model.load(result.summary["export_dir"])
     assert loaded.signatures["serving_default"](text=tf.constant(["a fine film"]))["probabilities"].shape == (1, 2)

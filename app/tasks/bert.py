@@ -13,11 +13,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from app.cli import UsageError
 from app.export import Endpoint, ExportSpec
 from app.tasks.base import Task, TaskData, TrainDefaults
 from data_pipelines.errors import DataError
 from data_pipelines.text_classification import TextClassificationConfig, load_text_classification
-from models.bert_classifier import BERT_INPUTS, BertClassifierConfig, build_bert_classifier, build_text_classifier
+from models.bert_classifier import BERT_INPUTS, BertClassifierConfig, build_bert_classifier, build_text_classifier, encoder_positions
 from models.hub_layer import resolve_handle
 
 DEFAULT_HUB = Path("saved_models") / "hub" / "minilm_l6"
@@ -104,12 +105,20 @@ class BertTask(Task):
         )
 
     def build_model(self, data: TaskData) -> keras.Model:
-        return build_bert_classifier(
+        model = build_bert_classifier(
             BertClassifierConfig(
                 self.encoder, data.extras, self.pooling,
                 trainable_encoder=self.trainable_encoder, freeze_word_embeddings=self.freeze_word_embeddings,
             )
         )
+        positions = encoder_positions(model)
+        if positions is not None and self.max_seq_length > positions:
+            # Else the first long sentence fails deep in the encoder's graph (a Slice error).
+            raise UsageError(
+                f"--max-seq-length {self.max_seq_length} is longer than the {positions} word pieces encoder {self.encoder} "
+                f"was built for: pass --max-seq-length {positions} or less"
+            )
+        return model
 
     def optimizer(self, learning_rate: float, total_steps: int) -> keras.optimizers.Optimizer:
         schedule = LinearWarmupDecay(learning_rate, int(total_steps * self.warmup_fraction), total_steps)
