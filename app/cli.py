@@ -80,8 +80,10 @@ def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def run_command(main: Callable[[Sequence[str] | None], dict], argv: Sequence[str] | None = None) -> None:
-    """Run ``main``; print its result as the last line (JSON), or one error line on stderr and exit non-zero."""
+def run_command(main: Callable[[Sequence[str] | None], dict | None], argv: Sequence[str] | None = None) -> None:
+    """Run ``main``; print its result as the last line (JSON), or one error line on stderr and exit non-zero.
+
+    ``None`` prints nothing: a worker that is not the chief of a multi-worker job leaves the report to it."""
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         result = main(argv)
@@ -93,7 +95,8 @@ def run_command(main: Callable[[Sequence[str] | None], dict], argv: Sequence[str
         sys.exit(_fail(error, EXIT_INTERRUPTED))
     except KeyboardInterrupt:
         sys.exit(_fail("interrupted", EXIT_INTERRUPTED))
-    print(json.dumps(result), flush=True)
+    if result is not None:
+        print(json.dumps(result), flush=True)
 
 
 def _fail(error, code: int) -> int:

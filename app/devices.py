@@ -14,6 +14,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from app.cli import UsageError
+
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 # bf16 is used on a CPU only when its matrix products measure at least this much faster than fp32.
 BF16_MIN_SPEEDUP = 1.3
@@ -24,8 +26,13 @@ def gpus() -> list:
     return tf.config.list_physical_devices("GPU")
 
 
-def use_jit_compile(choice: str, cpu_default: bool) -> bool:
-    """``on``/``off`` as asked; ``auto`` = XLA on GPU, and the task's measured preference on CPU."""
+def use_jit_compile(choice: str, cpu_default: bool, multi_worker: bool = False) -> bool:
+    """``on``/``off`` as asked; ``auto`` = XLA on GPU, and the task's measured preference on CPU.
+    XLA cannot compile collectives for CPUs, so several CPU workers train without it."""
+    if multi_worker and not gpus():
+        if choice == "on":
+            raise UsageError("--jit-compile on: XLA cannot compile the workers' collectives on CPUs (use auto or off)")
+        return False
     if choice == "auto":
         return True if gpus() else cpu_default
     return choice == "on"
@@ -106,8 +113,13 @@ def use_onednn_bf16_rewrite() -> str:
     return ONEDNN_BF16
 
 
-def distribution_strategy() -> tf.distribute.Strategy:
-    """Mirror the model over every GPU when there is more than one, else the default strategy."""
+def distribution_strategy(cluster=None, collective: str = "auto", cluster_timeout: float = 300) -> tf.distribute.Strategy:
+    """Several workers (``TF_CONFIG``, see app.cluster) -> MultiWorkerMirroredStrategy; several local
+    GPUs -> MirroredStrategy; else the default strategy."""
+    if cluster is not None:
+        from app.cluster import multi_worker_strategy
+
+        return multi_worker_strategy(cluster, collective, cluster_timeout)
     if len(gpus()) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
@@ -117,5 +129,5 @@ def describe(jit_compile: bool, policy: str, strategy: tf.distribute.Strategy) -
     device = f"{len(gpus())} GPU(s)" if gpus() else "CPU"
     return (
         f"device: {device}, XLA jit_compile={'on' if jit_compile else 'off'}, precision {policy}, "
-        f"{strategy.num_replicas_in_sync} replica(s)"
+        f"{strategy.num_replicas_in_sync} replica(s) ({type(strategy).__name__})"
     )

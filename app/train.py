@@ -11,6 +11,7 @@ import dataclasses
 from typing import Sequence
 
 from app.cli import ArgumentParser, dropout_rate, positive_float, positive_int, run_command, step_range
+from app.cluster import cluster_from_environment
 
 
 def build_parser() -> ArgumentParser:
@@ -115,18 +116,28 @@ def build_parser() -> ArgumentParser:
             help="trace these training steps with TensorFlow's profiler (TensorBoard's Profile tab)",
         )
         group.add_argument("--resume", action="store_true", help="continue the last interrupted run of this model")
+        group.add_argument(
+            "--collective", choices=("auto", "ring", "nccl"), default="auto",
+            help="with several workers (TF_CONFIG): how gradients are all-reduced (nccl: GPUs only)",
+        )
+        group.add_argument(
+            "--cluster-timeout", type=positive_float, default=300,
+            help="with several workers: seconds to wait for all of them to join before failing (default 300)",
+        )
         group.add_argument("--quiet", action="store_true", help="print only the final JSON line")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def main(argv: Sequence[str] | None = None) -> dict | None:
     args = build_parser().parse_args(argv)
-    # TensorFlow loads only once the flags are known to be good, so a typo fails instantly.
+    cluster = cluster_from_environment()
+    # TensorFlow loads only once the flags (and TF_CONFIG) are known to be good, so a typo fails instantly.
     from app.trainer import TrainConfig, train
 
     config_fields = {field.name for field in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{name: value for name, value in vars(args).items() if name in config_fields})
-    return train(build_task(args), config).summary
+    summary = train(build_task(args), config).summary
+    return summary if cluster is None or cluster.is_chief else None  # the chief alone reports the run
 
 
 def build_task(args):

@@ -13,19 +13,22 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from app import devices
-from app.cli import Interrupted, TrainingFailed, UsageError
+from app.cli import CommandFailed, Interrupted, TrainingFailed
+from app.cluster import Cluster, cluster_from_environment, describe_cluster, shard_by_data, weights_fingerprint, worker_outputs
 from app.plots import plot_training_curves
+from app.runs import BACKUP_DIR, run_directory
+
+# What a step raises on the other workers when one of them dies (the cluster's collectives are aborted).
+CLUSTER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.DeadlineExceededError)
 from app.tasks.base import Task, TaskData
 from data_pipelines.sources import require_data_dir
 
-BACKUP_DIR = "backup"
 HISTORY_FILE = "history.csv"
 
 
@@ -46,6 +49,9 @@ class TrainConfig:
     steps_per_execution: int | None = None
     patience: int | None = None
     max_minutes: float | None = None
+    # Several workers (TF_CONFIG): how their collectives talk (auto, ring, nccl) and how long to wait for them to join.
+    collective: str = "auto"
+    cluster_timeout: float = 300
     # Training steps (first, last) traced by TensorFlow's profiler into the run's TensorBoard logs.
     profile_steps: tuple[int, int] | None = None
     resume: bool = False
@@ -175,25 +181,18 @@ def validation_curves(history_file: Path) -> dict[str, list[float]]:
     return {name: [round(float(row[name]), 4) for row in rows] for name in names}
 
 
-def run_directory(config: TrainConfig, task: Task) -> Path:
-    """A new timestamped run directory, or with ``resume`` the newest one left unfinished."""
-    task_runs = Path(config.runs_dir) / task.name
-    if config.resume:
-        unfinished = sorted(path.parent for path in task_runs.glob(f"*/{BACKUP_DIR}"))
-        if not unfinished:
-            raise UsageError(f"nothing to resume: no interrupted run under {task_runs}")
-        return unfinished[-1]
-    run_dir = task_runs / datetime.now().strftime("%Y%m%d-%H%M%S")
-    suffix = 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = task_runs / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{suffix}"
-    run_dir.mkdir(parents=True)
-    return run_dir
-
-
 def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
-    """Train ``task``'s model end to end and return the run's summary (metrics, export, speed)."""
+    """Train ``task``'s model end to end and return the run's summary (metrics, export, speed).
+
+    With a multi-worker ``TF_CONFIG`` every worker runs this same function (see app.cluster)."""
+    # First: with several workers, collectives must be set up before TensorFlow runs anything else.
+    cluster = cluster_from_environment()
+    strategy = devices.distribution_strategy(cluster, config.collective, config.cluster_timeout)
+    with worker_outputs(cluster, config, task.name) as worker_config:
+        return _train(task, worker_config, strategy, cluster)
+
+
+def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cluster: Cluster | None) -> TrainResult:
     say = (lambda *args: None) if config.quiet else (lambda *args: print(*args, flush=True))
     epochs = config.epochs or task.defaults.epochs
     batch_size = config.batch_size or task.defaults.batch_size
@@ -202,16 +201,20 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
     keras.utils.set_random_seed(config.seed)
     require_data_dir(config.data_dir)
 
-    run_dir = run_directory(config, task)
-    data = task.load_data(config.data_dir, batch_size, config.seed, config.max_train_samples)
+    run_dir = run_directory(config.runs_dir, task.name, config.resume)
+    workers = cluster.num_workers if cluster else 1
+    # --batch-size is per worker: each global batch is split between the workers (DATA sharding).
+    data = task.load_data(config.data_dir, batch_size * workers, config.seed, config.max_train_samples)
     say(data.description)
+    if cluster:
+        data = shard_by_data(data)
+        say(describe_cluster(cluster, batch_size, learning_rate))
 
-    jit_compile = devices.use_jit_compile(config.jit_compile, task.jit_compile_on_cpu)
+    jit_compile = devices.use_jit_compile(config.jit_compile, task.jit_compile_on_cpu, multi_worker=cluster is not None)
     policy = devices.set_precision_policy(config.mixed_precision, task.bf16_candidate_on_cpu, task.restored_graph)
-    strategy = devices.distribution_strategy()
     steps_per_epoch = int(data.train.cardinality())
     if steps_per_epoch <= 0:  # unknown or infinite: estimate from the example count
-        steps_per_epoch = math.ceil(data.train_examples / batch_size)
+        steps_per_epoch = math.ceil(data.train_examples / (batch_size * workers))
     with strategy.scope():
         model = task.build_model(data)
         model.compile(
@@ -220,11 +223,12 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
             metrics=task.metrics(),
             weighted_metrics=task.weighted_metrics(),
             jit_compile=jit_compile,
-            steps_per_execution=config.steps_per_execution or task.defaults.steps_per_execution,
+            # Several workers: one step per graph call (Keras 3.15's multi-step loop fails under them, see app.keras_multi_worker).
+            steps_per_execution=1 if cluster else config.steps_per_execution or task.defaults.steps_per_execution,
         )
         build_training_state(model, data.train)
     say(devices.describe(model.jit_compile, policy, strategy))
-    if not config.quiet:
+    if not config.quiet and not (cluster and not cluster.is_chief):
         model.summary()
 
     timer, invalid_loss, interrupt = EpochTimer(), StopOnInvalidLoss(), StopBetweenSteps()
@@ -257,6 +261,13 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
             f"training interrupted; finished epochs are kept in {run_dir / BACKUP_DIR}. "
             f"continue with the same command plus --resume (python -m app.train {task.name} ... --resume)"
         ) from None
+    except CLUSTER_ERRORS as error:
+        if cluster is None:
+            raise
+        raise CommandFailed(
+            f"worker {cluster.worker_id} lost contact with another worker of the cluster ({type(error).__name__}); "
+            f"finished epochs are kept in the chief's {BACKUP_DIR}/: restart every worker with the same command plus --resume"
+        ) from None
     if invalid_loss.where:
         raise TrainingFailed(
             f"the loss became NaN or infinite at {invalid_loss.where}; try a lower --learning-rate. "
@@ -276,9 +287,14 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
         "epochs_trained": timer.epochs,
         "validation_curves": validation_curves(run_dir / HISTORY_FILE),
         "stopped_by_time_budget": budget.spent,
+        "workers": workers,
+        "global_batch_size": batch_size * workers,
         "train_seconds": round(timer.seconds, 1),
         "jit_compile": bool(model.jit_compile),
         "precision": policy,
         "train_samples_per_s": round(data.train_examples * timer.epochs / timer.seconds, 1) if timer.seconds else None,
     }
+    if cluster:  # every worker prints it: equal fingerprints = the workers ended with the same weights
+        summary["weights_sha256"] = weights_fingerprint(model)
+        print(f"worker {cluster.worker_id} of {workers}: weights sha256 {summary['weights_sha256']}", flush=True)
     return TrainResult(model, data, summary)
