@@ -36,6 +36,7 @@ bench: setup
 	$(VENV_PYTHON) bench/lstm_vs_peer.py
 	$(VENV_PYTHON) bench/bert_vs_peers.py
 	$(VENV_PYTHON) bench/serve_load.py
+	$(VENV_PYTHON) bench/multi_worker.py
 
 clean:
 	rm -rf runs notebooks/executed .pytest_cache

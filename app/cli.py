@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import subprocess
 import sys
 from typing import Callable, Sequence
 
@@ -74,6 +75,18 @@ def dropout_rate(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"a dropout rate is in [0, 1), not {text}")
     return value
+
+
+def stop_process(process: subprocess.Popen, grace_seconds: float) -> int:
+    """SIGTERM, then SIGKILL if it is still running after ``grace_seconds`` (a process blocked inside
+    TensorFlow cannot run its Python signal handler); returns its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
 
 
 def _raise_keyboard_interrupt(signum, frame):

@@ -6,6 +6,7 @@ on those with AMX or AVX512-BF16 instructions, and even there it is measured bef
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import platform
 import time
@@ -20,6 +21,7 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 # bf16 is used on a CPU only when its matrix products measure at least this much faster than fp32.
 BF16_MIN_SPEEDUP = 1.3
 ONEDNN_BF16 = "bfloat16 (oneDNN rewrite)"
+ONEDNN_BF16_OPTION = "auto_mixed_precision_onednn_bfloat16"
 
 
 def gpus() -> list:
@@ -102,6 +104,19 @@ def set_precision_policy(choice: str, bf16_candidate_on_cpu: bool = False, resto
     return policy
 
 
+@contextlib.contextmanager
+def precision_kept():
+    """Restore Keras's global dtype policy and oneDNN's bf16 rewrite afterwards, so that one training
+    run's precision does not leak into the models and graphs built after it in the same process."""
+    policy = keras.mixed_precision.global_policy()
+    rewrite = tf.config.optimizer.get_experimental_options().get(ONEDNN_BF16_OPTION, False)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        tf.config.optimizer.set_experimental_options({ONEDNN_BF16_OPTION: rewrite})
+
+
 def use_onednn_bf16_rewrite() -> str:
     """Let oneDNN run the float32 graphs of this process (restored SavedModels included) in bfloat16
     where it is safe. The rewrite exists only on CPUs with bf16 instructions: elsewhere, float32."""
@@ -109,7 +124,7 @@ def use_onednn_bf16_rewrite() -> str:
     if not cpu_supports_bf16():
         print("note: no bf16 instructions (AMX-BF16/AVX512-BF16) on this CPU: running in float32", flush=True)
         return "float32"
-    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+    tf.config.optimizer.set_experimental_options({ONEDNN_BF16_OPTION: True})
     return ONEDNN_BF16
 
 

@@ -151,8 +151,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise UsageError(f"data file not found: {args.data}")
     metadata = read_metadata(export_dir)
     inputs, labels = load_examples(metadata, args.data, args.text_column, args.label_column)
-    precision = devices.set_precision_policy(args.mixed_precision, bf16_candidate_on_cpu=True, restored_graph=True)
-    probabilities = predict(export_dir, inputs, args.batch_size)
+    with devices.precision_kept():
+        precision = devices.set_precision_policy(args.mixed_precision, bf16_candidate_on_cpu=True, restored_graph=True)
+        probabilities = predict(export_dir, inputs, args.batch_size)
     class_names = metadata.get("label_names") or [str(c) for c in range(probabilities.shape[1])]
     if labels.max() >= len(class_names):
         raise UsageError(f"{args.data} has label {labels.max()} but the model knows {len(class_names)} classes")

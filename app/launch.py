@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Sequence
 
-from app.cli import EXIT_USER_ERROR, ArgumentParser, positive_float, positive_int
+from app.cli import EXIT_USER_ERROR, ArgumentParser, positive_float, positive_int, stop_process
 
 
 def build_parser() -> ArgumentParser:
@@ -81,15 +81,7 @@ class Worker:
                     print(f"[worker {self.index}] {line}", flush=True)
 
     def stop(self, grace_seconds: float):
-        """SIGTERM, then SIGKILL if it is still running after the grace period (a worker blocked
-        waiting for a dead peer cannot run its Python signal handler)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(grace_seconds)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process.wait()
+        stop_process(self.process, grace_seconds)
         self.reader.join()
 
 

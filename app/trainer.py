@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from app import devices
-from app.cli import CommandFailed, Interrupted, TrainingFailed
+from app.cli import CommandFailed, Interrupted, TrainingFailed, UsageError
 from app.cluster import Cluster, cluster_from_environment, describe_cluster, shard_by_data, weights_fingerprint, worker_outputs
 from app.plots import plot_training_curves
 from app.runs import BACKUP_DIR, run_directory
@@ -187,8 +187,10 @@ def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
     With a multi-worker ``TF_CONFIG`` every worker runs this same function (see app.cluster)."""
     # First: with several workers, collectives must be set up before TensorFlow runs anything else.
     cluster = cluster_from_environment()
+    if cluster and config.max_minutes:
+        raise UsageError("--max-minutes cannot stop several workers at the same step (each has its own clock): use --epochs")
     strategy = devices.distribution_strategy(cluster, config.collective, config.cluster_timeout)
-    with worker_outputs(cluster, config, task.name) as worker_config:
+    with worker_outputs(cluster, config, task.name) as worker_config, devices.precision_kept():
         return _train(task, worker_config, strategy, cluster)
 
 

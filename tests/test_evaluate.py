@@ -50,7 +50,11 @@ def test_bf16_and_float32_answer_the_same_classes_on_the_dev_set(trained_bert, t
 
 
 def test_evaluates_the_mnist_export_on_the_test_split(trained_mnist, tmp_path):
-    report = main(["--model-dir", trained_mnist.summary["export_dir"], "--data", str(SHARED_DATA_DIR / "mnist" / "mnist.npz"), "--out-dir", str(tmp_path)])
+    # In float32, as it was trained (on CPUs with bf16 instructions `auto` would evaluate in bf16).
+    report = main([
+        "--model-dir", trained_mnist.summary["export_dir"], "--data", str(SHARED_DATA_DIR / "mnist" / "mnist.npz"),
+        "--mixed-precision", "off", "--out-dir", str(tmp_path),
+    ])
     assert report["examples"] == 10000
     assert report["metrics"]["accuracy"] == pytest.approx(trained_mnist.summary["metrics"]["test_accuracy"], abs=1e-6)
     assert len(report["metrics"]["confusion_matrix"]) == 10

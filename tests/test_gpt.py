@@ -56,7 +56,8 @@ def test_gpt_run_reports_like_the_lstm(trained_gpt):
     assert metrics["perplexity"] == pytest.approx(np.exp(metrics["validation_loss"]), rel=1e-6)
     assert metrics["bits_per_char"] == pytest.approx(metrics["validation_loss"] / np.log(2), rel=1e-6)
     assert metrics["validation_loss"] < np.log(trained_gpt.data.extras.vocab_size)  # learned something
-    assert summary["precision"] == "float32" and isinstance(summary["jit_compile"], bool)
+    bf16_pays = devices.cpu_supports_bf16() and devices.bf16_matmul_speedup() >= devices.BF16_MIN_SPEEDUP
+    assert summary["precision"] == ("mixed_bfloat16" if bf16_pays else "float32") and isinstance(summary["jit_compile"], bool)
     assert trained_gpt.model.count_params() < 50_000
 
 

@@ -163,3 +163,9 @@ def test_the_launcher_stops_the_others_when_a_worker_fails_and_exits_with_the_ch
 def test_launch_needs_a_command():
     result = launch("--workers", "2")
     assert result.returncode == 2 and result.stderr.startswith("error: give the command")
+
+
+def test_a_time_budget_is_refused_with_several_workers():
+    tf_config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
+    result = run_app("app.train", "mnist", "--max-minutes", "1", env={"TF_CONFIG": json.dumps(tf_config)})
+    assert result.returncode == 2 and "error: --max-minutes cannot stop several workers" in result.stderr

@@ -50,7 +50,10 @@ def model_base(tmp_path_factory, trained_mnist, trained_lm, trained_gpt, trained
 
 @pytest.fixture(scope="module")
 def server(model_base):
-    with start_server(model_base, "--max-body-bytes", str(MAX_BODY_BYTES), "--poll-seconds", "0.5") as running:
+    # float32 as the SavedModels were exported: on CPUs with bf16 instructions `auto` serves in bf16,
+    # and answers would no longer equal the SavedModel's to 1e-6.
+    flags = ("--max-body-bytes", str(MAX_BODY_BYTES), "--poll-seconds", "0.5", "--mixed-precision", "off")
+    with start_server(model_base, *flags) as running:
         yield running
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from app.cli import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"REST API on (http://[\d.]+:\d+)\S*(?: gRPC on ([\d.]+:\d+))?")
@@ -38,13 +39,7 @@ class ServerProcess:
 
     def stop(self, timeout: float = 30) -> str:
         """SIGTERM, wait, and return the log (whose last line is the server's JSON summary)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
         return self.log()
 
     def __enter__(self) -> "ServerProcess":
