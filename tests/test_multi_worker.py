@@ -1,4 +1,5 @@
-"""Several workers: real worker processes on 127.0.0.1 started by `app.launch`, as a user runs them."""
+"""Several workers: real worker processes on 127.0.0.1 started by `app.launch`, as a user runs them
+(in a network namespace with loopback only, where the OS allows one)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,28 @@ from tests.conftest import REPO_ROOT, last_json_line, run_app
 MNIST = ("python", "-m", "app.train", "mnist", "--dropout-rate", "0")
 
 
+def loopback_only(command: list[str]) -> list[str]:
+    """The command in a private network namespace whose only interface is loopback, where the OS allows
+    it (unprivileged user namespaces): TensorFlow's worker servers listen on every interface of their
+    port, and only there is 127.0.0.1 all they can be reached on."""
+    if LOOPBACK_ONLY:
+        return ["unshare", "--user", "--map-root-user", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command]
+    return command
+
+
+def _namespaces_allowed() -> bool:
+    try:
+        return subprocess.run(["unshare", "--user", "--map-root-user", "--net", "ip", "link", "set", "lo", "up"], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+LOOPBACK_ONLY = _namespaces_allowed()
+
+
 def launch(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return run_app("app.launch", *args, timeout=timeout)
+    command = loopback_only([sys.executable, "-m", "app.launch", *args])
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def fingerprints(output: str) -> dict[int, str]:
@@ -59,7 +80,7 @@ def test_two_workers_train_the_same_model_as_one_worker_with_the_same_global_bat
 def test_a_killed_worker_stops_the_job_and_resume_continues_from_the_last_finished_epoch(tmp_path):
     command = ("--", *MNIST, "--max-train-samples", "3000", "--epochs", "2", "--batch-size", "8", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"))
     job = subprocess.Popen(
-        [sys.executable, "-m", "app.launch", "--workers", "2", *command], cwd=REPO_ROOT,
+        loopback_only([sys.executable, "-m", "app.launch", "--workers", "2", *command]), cwd=REPO_ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     pids, killed = {}, False
@@ -122,9 +143,10 @@ def test_a_worker_whose_peer_never_answers_fails_within_the_cluster_timeout():
         cluster = {"worker": [f"127.0.0.1:{own.getsockname()[1]}", f"127.0.0.1:{absent.getsockname()[1]}"]}
         own.close()
         start = time.perf_counter()
-        result = run_app(
-            "app.train", "mnist", "--epochs", "1", "--cluster-timeout", "5",
-            env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})}, timeout=120,
+        result = subprocess.run(
+            loopback_only([sys.executable, "-m", "app.train", "mnist", "--epochs", "1", "--cluster-timeout", "5"]),
+            env={**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})},
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
         )
     assert result.returncode != 0 and time.perf_counter() - start < 60
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
