@@ -37,6 +37,7 @@ bench: setup
 	$(VENV_PYTHON) bench/bert_vs_peers.py
 	$(VENV_PYTHON) bench/serve_load.py
 	$(VENV_PYTHON) bench/multi_worker.py
+	$(VENV_PYTHON) bench/compression.py
 
 clean:
 	rm -rf runs notebooks/executed .pytest_cache

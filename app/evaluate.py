@@ -69,10 +69,23 @@ def classify(loaded, inputs: dict, batch_size: int) -> np.ndarray:
         groups = [np.arange(start, min(start + batch_size, len(values))) for start in range(0, len(values), batch_size)]
     with ThreadPoolExecutor(BATCHES_IN_FLIGHT) as pool:
         answers = pool.map(lambda group: serve(**{name: tf.constant(values[group])})["probabilities"].numpy(), groups)
-        probabilities = np.concatenate(list(answers))
-    in_input_order = np.empty_like(probabilities)
-    in_input_order[np.concatenate(groups)] = probabilities
-    return in_input_order
+        return in_input_order(groups, list(answers))
+
+
+def predict_litert(classifier, texts: np.ndarray, batch_size: int) -> np.ndarray:
+    """Class probabilities from a LiteRT classifier (`app.litert`), in batches of similar length."""
+    from data_pipelines.text_classification import length_sorted_groups
+
+    groups = length_sorted_groups([len(text) for text in texts], batch_size)
+    return in_input_order(groups, [classifier.probabilities(texts[group]) for group in groups])
+
+
+def in_input_order(groups: list[np.ndarray], answers: list[np.ndarray]) -> np.ndarray:
+    """Answers given batch by batch for the examples in ``groups`` (index arrays), in input order."""
+    probabilities = np.concatenate(answers)
+    ordered = np.empty_like(probabilities)
+    ordered[np.concatenate(groups)] = probabilities
+    return ordered
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> dict:
@@ -123,7 +136,10 @@ def roc_points_of(auc, y_true, y_score) -> tuple:
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m app.evaluate", description="Score an exported classifier on a labelled file.")
-    parser.add_argument("--model-dir", required=True, help="export base (newest version) or one version folder")
+    parser.add_argument(
+        "--model-dir", required=True,
+        help="export base (newest version), one version folder, or a .tflite model from python -m app.compress",
+    )
     parser.add_argument("--version", type=positive_int, help="version under --model-dir (default: newest)")
     parser.add_argument("--data", required=True, type=Path, help="TSV/CSV of text and labels, or an mnist.npz")
     parser.add_argument("--text-column", default="sentence")
@@ -143,17 +159,28 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from app.export import read_metadata, resolve_version
     from app.plots import plot_confusion_matrix, plot_roc_curves
 
+    litert = Path(args.model_dir).suffix == ".tflite"
     try:
-        export_dir = resolve_version(args.model_dir, args.version)
+        export_dir = Path(args.model_dir) if litert else resolve_version(args.model_dir, args.version)
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
     if not args.data.is_file():
         raise UsageError(f"data file not found: {args.data}")
-    metadata = read_metadata(export_dir)
+    if litert:
+        from app.litert import LiteRtClassifier
+
+        classifier = LiteRtClassifier(export_dir)
+        metadata = {"task": "bert", "name": f"{classifier.description['name']}_{export_dir.stem}", **classifier.description}
+    else:
+        metadata = read_metadata(export_dir)
     inputs, labels = load_examples(metadata, args.data, args.text_column, args.label_column)
-    with devices.precision_kept():
-        precision = devices.set_precision_policy(args.mixed_precision, bf16_candidate_on_cpu=True, restored_graph=True)
-        probabilities = predict(export_dir, inputs, args.batch_size)
+    if litert:
+        precision = f"LiteRT {export_dir.stem}"
+        probabilities = predict_litert(classifier, inputs["text"], args.batch_size)
+    else:
+        with devices.precision_kept():
+            precision = devices.set_precision_policy(args.mixed_precision, bf16_candidate_on_cpu=True, restored_graph=True)
+            probabilities = predict(export_dir, inputs, args.batch_size)
     class_names = metadata.get("label_names") or [str(c) for c in range(probabilities.shape[1])]
     if labels.max() >= len(class_names):
         raise UsageError(f"{args.data} has label {labels.max()} but the model knows {len(class_names)} classes")

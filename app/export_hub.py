@@ -205,11 +205,31 @@ def build_encoder(backbone, vocab_file: Path, lower_case: bool, masked_lm_head=N
     return root
 
 
+def float32_copies(backbone, masked_lm_head=None):
+    """The backbone (and head) computing in float32, with the same weights.
+
+    A model trained under ``mixed_bfloat16`` would otherwise be traced with its bf16 casts, and every
+    user of the handle would compute in bf16: 22x slower on CPUs without bf16 instructions, and not
+    convertible to LiteRT. A handle is for any machine, so it is always float32."""
+    import keras_hub
+
+    if backbone.dtype_policy.compute_dtype == "float32":
+        return backbone, masked_lm_head
+    copy = type(backbone).from_config({**backbone.get_config(), "dtype": "float32"})
+    copy.set_weights(backbone.get_weights())
+    if masked_lm_head is None:
+        return copy, None
+    head = keras_hub.models.BertMaskedLM(backbone=copy, preprocessor=None).masked_lm_head  # built, tied to copy's embedding
+    head.set_weights(masked_lm_head.get_weights())
+    return copy, head
+
+
 def export_hub(
     backbone, vocab_file: Path, lower_case: bool, out: Path, seq_length: int = DEFAULT_SEQ_LENGTH, masked_lm_head=None
 ) -> dict:
     """Write ``out/preprocessor`` and ``out/encoder`` (with ``mlm`` when ``masked_lm_head`` is given);
     each is staged, then renamed into place, so a folder is never seen half-written."""
+    backbone, masked_lm_head = float32_copies(backbone, masked_lm_head)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, obj in (
@@ -225,6 +245,18 @@ def export_hub(
     return written
 
 
+def first_layers(backbone, num_layers: int):
+    """A copy of ``backbone`` with only its first ``num_layers`` Transformer layers (embeddings, those
+    layers and the pooler keep their weights): a smaller student that starts from its teacher's own
+    weights, as DistilBERT's does."""
+    if not 1 <= num_layers <= backbone.num_layers:
+        raise UsageError(f"--num-layers must be between 1 and the checkpoint's {backbone.num_layers} layers, not {num_layers}")
+    smaller = type(backbone).from_config({**backbone.get_config(), "num_layers": num_layers})
+    for layer in smaller.layers:
+        layer.set_weights(backbone.get_layer(layer.name).get_weights())
+    return smaller
+
+
 def load_backbone(checkpoint: Path, seed: int = 0):
     """The checkpoint as a keras-hub ``BertBackbone``. The seed fixes its dropout seed generators, which
     the export keeps: two exports of one checkpoint then fine-tune identically."""
@@ -233,17 +265,20 @@ def load_backbone(checkpoint: Path, seed: int = 0):
     if not checkpoint.is_dir():
         raise UsageError(f"checkpoint folder not found: {checkpoint}")
     keras.utils.set_random_seed(seed)
-    return keras_hub.models.BertBackbone.from_preset(str(checkpoint))
+    return keras_hub.models.BertBackbone.from_preset(str(checkpoint), dtype="float32")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = ArgumentParser(prog="python -m app.export_hub", description="Export a BERT checkpoint in TF-Hub format.")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="Hugging Face BERT folder or keras-hub preset")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--num-layers", type=positive_int, help="keep only the first N Transformer layers (a smaller student)")
     parser.add_argument("--seq-length", type=positive_int, default=DEFAULT_SEQ_LENGTH, help="preprocessor output length")
     args = parser.parse_args(argv)
     vocab_file, lower_case = read_vocabulary(args.checkpoint)
     backbone = load_backbone(args.checkpoint)
+    if args.num_layers:
+        backbone = first_layers(backbone, args.num_layers)
     written = export_hub(backbone, vocab_file, lower_case, args.out, args.seq_length)
     print(f"exported {args.checkpoint} to {written['preprocessor']} and {written['encoder']}")
     return {"checkpoint": str(args.checkpoint), **written, "lower_case": lower_case, "seq_length": args.seq_length}

@@ -53,11 +53,7 @@ def build_parser() -> ArgumentParser:
     )
     bert.add_argument("--encoder", default=argparse.SUPPRESS, help="TF-Hub encoder handle: URL or folder (default: local MiniLM)")
     bert.add_argument("--preprocessor", default=argparse.SUPPRESS, help="TF-Hub preprocessor handle matching the encoder")
-    bert.add_argument("--pooling", choices=("mean", "cls"), default=argparse.SUPPRESS, help="mean (default) or cls")
-    bert.add_argument("--train-file", default=argparse.SUPPRESS, help="TSV/CSV with text and label columns (default SST-2 train)")
-    bert.add_argument("--validation-file", default=argparse.SUPPRESS, help="for early stopping (default SST-2 dev)")
-    bert.add_argument("--text-column", default=argparse.SUPPRESS, help="default: sentence")
-    bert.add_argument("--label-column", default=argparse.SUPPRESS, help="default: label")
+    add_sentence_flags(bert)
     bert.add_argument(
         "--label-names", type=lambda text: tuple(text.split(",")), default=argparse.SUPPRESS,
         help="comma-separated names of classes 0, 1, ... (default: negative,positive)",
@@ -66,7 +62,6 @@ def build_parser() -> ArgumentParser:
         "--train-word-embeddings", dest="freeze_word_embeddings", action="store_false", default=argparse.SUPPRESS,
         help="also fine-tune the word-piece embedding table (frozen by default; train it for encoders pretrained briefly or not at all)",
     )
-    bert.add_argument("--max-seq-length", type=positive_int, default=argparse.SUPPRESS, help="word pieces per sentence, at most (default 128)")
 
     mlm = tasks.add_parser("mlm", help="pretrain a BERT encoder from random weights by masked language modelling")
     mlm.set_defaults(
@@ -88,55 +83,76 @@ def build_parser() -> ArgumentParser:
     mlm.add_argument("--intermediate-dim", type=positive_int, default=argparse.SUPPRESS, help="feed-forward width (default 4 x width)")
 
     for sub in (mnist, lm, gpt, bert, mlm):
-        group = sub.add_argument_group("training")
-        group.add_argument("--epochs", type=positive_int, help="maximum epochs (early stopping may end sooner)")
-        group.add_argument("--batch-size", type=positive_int)
-        group.add_argument("--learning-rate", type=positive_float)
-        group.add_argument("--seed", type=int, default=0)
-        group.add_argument(
-            "--max-train-samples", type=positive_int,
-            help="keep only this many training examples (images for mnist, tokens of text for lm)",
-        )
-        group.add_argument("--data-dir", help="folder holding the data sets (else $FROMZERO_DATA, ../shared/data, online)")
-        group.add_argument("--out", default="saved_models", help="export base directory (default saved_models/)")
-        group.add_argument("--runs-dir", default="runs", help="where TensorBoard logs, history and checkpoints go")
-        group.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto", help="XLA compilation")
-        group.add_argument(
-            "--mixed-precision", choices=("auto", "bf16", "off"), default="auto",
-            help="auto = on a GPU, and bf16 on CPUs with AMX/AVX512-BF16 where it measures faster (gpt, bert); bf16 = always",
-        )
-        group.add_argument("--steps-per-execution", type=positive_int, help="train steps per graph call")
-        group.add_argument("--patience", type=positive_int, help="early-stopping patience in epochs")
-        group.add_argument(
-            "--max-minutes", type=positive_float,
-            help="stop training after this many minutes; the best epoch so far is evaluated and exported",
-        )
-        group.add_argument(
-            "--profile-steps", type=step_range, metavar="FIRST,LAST",
-            help="trace these training steps with TensorFlow's profiler (TensorBoard's Profile tab)",
-        )
-        group.add_argument("--resume", action="store_true", help="continue the last interrupted run of this model")
-        group.add_argument(
-            "--collective", choices=("auto", "ring", "nccl"), default="auto",
-            help="with several workers (TF_CONFIG): how gradients are all-reduced (nccl: GPUs only)",
-        )
-        group.add_argument(
-            "--cluster-timeout", type=positive_float, default=300,
-            help="with several workers: seconds to wait for all of them to join before failing (default 300)",
-        )
-        group.add_argument("--quiet", action="store_true", help="print only the final JSON line")
+        add_training_flags(sub)
     return parser
+
+
+def add_sentence_flags(parser: argparse.ArgumentParser) -> None:
+    """Which labelled sentences a BERT classifier trains on, and how it pools them (BertTask's fields)."""
+    parser.add_argument("--pooling", choices=("mean", "cls"), default=argparse.SUPPRESS, help="mean (default) or cls")
+    parser.add_argument("--train-file", default=argparse.SUPPRESS, help="TSV/CSV with text and label columns (default SST-2 train)")
+    parser.add_argument("--validation-file", default=argparse.SUPPRESS, help="for early stopping (default SST-2 dev)")
+    parser.add_argument("--text-column", default=argparse.SUPPRESS, help="default: sentence")
+    parser.add_argument("--label-column", default=argparse.SUPPRESS, help="default: label")
+    parser.add_argument("--max-seq-length", type=positive_int, default=argparse.SUPPRESS, help="word pieces per sentence, at most (default 128)")
+
+
+def train_config(args: argparse.Namespace):
+    """`TrainConfig` from the parsed generic training flags."""
+    from app.trainer import TrainConfig
+
+    config_fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{name: value for name, value in vars(args).items() if name in config_fields})
+
+
+def add_training_flags(parser: argparse.ArgumentParser) -> None:
+    """The generic training flags (they fill `TrainConfig`), shared by every command that trains."""
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=positive_int, help="maximum epochs (early stopping may end sooner)")
+    group.add_argument("--batch-size", type=positive_int)
+    group.add_argument("--learning-rate", type=positive_float)
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument(
+        "--max-train-samples", type=positive_int,
+        help="keep only this many training examples (images for mnist, tokens of text for lm)",
+    )
+    group.add_argument("--data-dir", help="folder holding the data sets (else $FROMZERO_DATA, ../shared/data, online)")
+    group.add_argument("--out", default="saved_models", help="export base directory (default saved_models/)")
+    group.add_argument("--runs-dir", default="runs", help="where TensorBoard logs, history and checkpoints go")
+    group.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto", help="XLA compilation")
+    group.add_argument(
+        "--mixed-precision", choices=("auto", "bf16", "off"), default="auto",
+        help="auto = on a GPU, and bf16 on CPUs with AMX/AVX512-BF16 where it measures faster (gpt, bert); bf16 = always",
+    )
+    group.add_argument("--steps-per-execution", type=positive_int, help="train steps per graph call")
+    group.add_argument("--patience", type=positive_int, help="early-stopping patience in epochs")
+    group.add_argument(
+        "--max-minutes", type=positive_float,
+        help="stop training after this many minutes; the best epoch so far is evaluated and exported",
+    )
+    group.add_argument(
+        "--profile-steps", type=step_range, metavar="FIRST,LAST",
+        help="trace these training steps with TensorFlow's profiler (TensorBoard's Profile tab)",
+    )
+    group.add_argument("--resume", action="store_true", help="continue the last interrupted run of this model")
+    group.add_argument(
+        "--collective", choices=("auto", "ring", "nccl"), default="auto",
+        help="with several workers (TF_CONFIG): how gradients are all-reduced (nccl: GPUs only)",
+    )
+    group.add_argument(
+        "--cluster-timeout", type=positive_float, default=300,
+        help="with several workers: seconds to wait for all of them to join before failing (default 300)",
+    )
+    group.add_argument("--quiet", action="store_true", help="print only the final JSON line")
 
 
 def main(argv: Sequence[str] | None = None) -> dict | None:
     args = build_parser().parse_args(argv)
     cluster = cluster_from_environment()
     # TensorFlow loads only once the flags (and TF_CONFIG) are known to be good, so a typo fails instantly.
-    from app.trainer import TrainConfig, train
+    from app.trainer import train
 
-    config_fields = {field.name for field in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{name: value for name, value in vars(args).items() if name in config_fields})
-    summary = train(build_task(args), config).summary
+    summary = train(build_task(args), train_config(args)).summary
     return summary if cluster is None or cluster.is_chief else None  # the chief alone reports the run
 
 

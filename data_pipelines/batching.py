@@ -59,14 +59,16 @@ def group_by_length(
         order = tf.argsort(lengths, stable=True)
         return tf.nest.map_structure(lambda component: tf.gather(component, order), examples)
 
-    grouped = (
+    in_length_order = (
         dataset.map(lambda *example: (example, tf.cast(length_fn(*example), tf.int32)))
         .ragged_batch(window)
         .map(sort_by_length)
         .unbatch()
         .map(as_dense)
-        .padded_batch(batch_size, padding_values=pad_value)
     )
+    # ``pad_value`` in each component's own type (token ids are integers, targets may be floats).
+    padding = tf.nest.map_structure(lambda spec: tf.constant(pad_value, spec.dtype), in_length_order.element_spec)
+    grouped = in_length_order.padded_batch(batch_size, padding_values=padding)
     if shuffle_seed is not None:
         grouped = grouped.shuffle(window_batches, seed=shuffle_seed, reshuffle_each_iteration=True)
     return grouped

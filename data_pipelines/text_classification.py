@@ -102,12 +102,19 @@ def load_split(relative_or_path: str | None, default: str, config: TextClassific
     return read_labelled_text(path, config.text_column, config.label_column)
 
 
-def load_text_classification(config: TextClassificationConfig, preprocessor):
-    """Training and validation batches (SST-2 train/dev by default) and the raw splits."""
+def read_splits(config: TextClassificationConfig) -> tuple[LabelledText, LabelledText]:
+    """The training sentences (shuffled once by the seed, cut to ``max_train_samples``) and the
+    validation sentences, as read (SST-2 train/dev by default)."""
     train = load_split(config.train_file, SST2_TRAIN, config)
     validation = load_split(config.validation_file, SST2_DEV, config)
     order = np.random.default_rng(config.seed).permutation(len(train.texts))[: config.max_train_samples]
-    train = LabelledText(train.texts[order], train.labels[order], train.source)
+    return LabelledText(train.texts[order], train.labels[order], train.source), validation
+
+
+def load_text_classification(config: TextClassificationConfig, preprocessor, splits=None):
+    """Training and validation batches and the raw splits (``splits`` from `read_splits`, read here if
+    not given; their ``labels`` may be rows of targets, e.g. a label and a teacher's logits)."""
+    train, validation = splits or read_splits(config)
     return (
         batches(tokenized(train, preprocessor, config.max_seq_length), config, shuffle=True),
         batches(tokenized(validation, preprocessor, config.max_seq_length), config, shuffle=False),

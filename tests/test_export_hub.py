@@ -296,3 +296,35 @@ def test_a_vocabulary_without_a_special_token_is_rejected(tmp_path):
     vocab_file.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "film"]) + "\n", encoding="utf-8")
     with pytest.raises(UsageError, match=r"lacks the special tokens \['\[MASK\]'\]"):
         build_preprocessor(vocab_file, lower_case=True)
+
+
+def test_a_model_trained_in_bfloat16_is_exported_computing_in_float32(tmp_path):
+    """TF-Hub handles are for any machine: a bf16-trained encoder is exported without its bf16 casts
+    (LiteRT converts it, CPUs without bf16 run it at full speed), its logits equal to a float32 copy."""
+    import keras_hub
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from app import devices
+    from app.export_hub import export_hub, float32_copies, read_vocabulary
+
+    vocab_file, lower_case = read_vocabulary(MINILM)
+    with devices.precision_kept():
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        backbone = keras_hub.models.BertBackbone(
+            vocabulary_size=30522, num_layers=1, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=64
+        )
+        head = keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None).masked_lm_head
+        export_hub(backbone, vocab_file, lower_case, tmp_path, seq_length=64, masked_lm_head=head)
+    graph = saved_model_pb2.SavedModel.FromString((tmp_path / "encoder" / "saved_model.pb").read_bytes())
+    casts = [node.attr["DstT"].type for function in graph.meta_graphs[0].graph_def.library.function
+             for node in function.node_def if node.op == "Cast"]
+    assert tf.bfloat16.as_datatype_enum not in casts
+    float_backbone, float_head = float32_copies(backbone, head)
+    assert float_backbone.dtype_policy.name == "float32"
+    encoder = tf.saved_model.load(str(tmp_path / "encoder"))
+    inputs = {"input_word_ids": tf.constant([[101, 2023, 102]]), "input_mask": tf.ones((1, 3), tf.int32),
+              "input_type_ids": tf.zeros((1, 3), tf.int32)}
+    positions = tf.constant([[1]])
+    expected = float_head(float_backbone({"token_ids": inputs["input_word_ids"], "padding_mask": inputs["input_mask"],
+                                          "segment_ids": inputs["input_type_ids"]})["sequence_output"], positions)
+    np.testing.assert_allclose(encoder.mlm({**inputs, "masked_lm_positions": positions})["mlm_logits"], expected, atol=1e-5)

@@ -19,6 +19,7 @@ EXPECTED = {  # notebook -> figures it must draw
     "04_serving.ipynb": 0,
     "05_transformer_from_zero.ipynb": 3,  # causal mask, GPT vs LSTM loss against time, attention heads
     "06_pretraining_from_zero.ipynb": 2,  # pretraining curves, (a)/(b)/(c) bar chart
+    "07_distillation_and_compression.ipynb": 2,  # distillation curves, accuracy-vs-latency scatter
 }
 # What a notebook must get from the project instead of writing its own.
 OWN_IMPLEMENTATIONS = re.compile(r"def build_|def load_|def train|\.fit\(|keras\.Sequential|keras\.Model\(|tf\.data\.Dataset\.|GradientTape")

@@ -1,0 +1,92 @@
+"""Size, speed and accuracy of a teacher, its distilled student and their LiteRT variants, in one run:
+
+    python bench/compression.py [--teacher saved_models/bert_sst2] [--student saved_models/bert_sst2_student]
+                                [--hard-label-student saved_models/hard_labels/bert_sst2_student] [--rounds 3]
+
+For every variant (each export's float32 SavedModel and the ``.tflite`` models `app.compress` wrote
+next to it; missing ones are converted first): parameters, file size, SST-2 dev accuracy, latency
+at batch 1 (one sentence per call, text in, probabilities out, tokenization included; p50/p99 over
+``--sentences`` dev sentences) and throughput at batch 32. Variants take turns within each round;
+figures are medians over ``--rounds``. The student trained on hard labels only (``python -m
+app.distill --teacher-weight 0``) shows what the teacher's soft targets added. Ends with a
+Markdown table and one JSON line. The SavedModels run in float32 (no bf16 rewrite), as served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+import pandas as pd
+from common import REPO_ROOT  # noqa: F401  (puts the repository on sys.path, offline defaults)
+
+from app.devices import cpu_model
+from app.export import resolve_version
+from app.variants import SavedModelVariant, dev_accuracy, timed_round, variants_of
+from data_pipelines.sources import resolve_data_file
+from data_pipelines.text_classification import SST2_DEV
+
+
+def markdown_table(results: dict) -> str:
+    lines = [
+        "| variant | parameters | file MB | dev accuracy | batch-1 p50 ms | batch-1 p99 ms | batch-32 sentences/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in results.items():
+        lines.append(
+            f"| {name} | {row['parameters'] / 1e6:.1f} M | {row['file_mb']:.1f} | {row['dev_accuracy']:.4f} | "
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['batch32_per_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", default="saved_models/bert_sst2")
+    parser.add_argument("--student", default="saved_models/bert_sst2_student")
+    parser.add_argument("--hard-label-student", default="saved_models/hard_labels/bert_sst2_student")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sentences", type=int, default=200, help="dev sentences timed one at a time per round")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+
+    frame = pd.read_csv(resolve_data_file(SST2_DEV, args.data_dir), sep="\t", quoting=3, keep_default_na=False)
+    texts, labels = frame["sentence"].to_numpy(dtype=object), frame["label"].to_numpy()
+    variants = {**variants_of("teacher", args.teacher), **variants_of("student", args.student)}
+    hard_label = SavedModelVariant(resolve_version(args.hard_label_student))
+
+    print(f"CPU: {cpu_model()}; scoring {len(variants) + 1} variants on {len(texts)} dev sentences", flush=True)
+    results = {name: {"parameters": v.parameters, "file_mb": round(v.bytes / 1e6, 2), "dev_accuracy": dev_accuracy(v, texts, labels)}
+               for name, v in variants.items()}
+    hard_label_accuracy = dev_accuracy(hard_label, texts, labels)
+    rounds = {name: [] for name in variants}
+    for variant in variants.values():  # warm-up: first calls trace graphs and size LiteRT's tensors
+        timed_round(variant, texts[:64], 8)
+    for number in range(args.rounds):
+        for name, variant in variants.items():
+            rounds[name].append(timed_round(variant, texts, args.sentences))
+            print(f"round {number + 1}: {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in rounds[name][-1].items()), flush=True)
+    for name, runs in rounds.items():
+        results[name].update({key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]})
+
+    teacher, student = results["teacher SavedModel fp32"], results["student SavedModel fp32"]
+    teacher_int8 = results["teacher LiteRT int8"]
+    ratios = {
+        "teacher_int8_smaller": round(teacher["file_mb"] / teacher_int8["file_mb"], 2),
+        "teacher_int8_smaller_than_its_parameters_fp32": round(4 * teacher["parameters"] / 1e6 / teacher_int8["file_mb"], 2),
+        "teacher_int8_accuracy_points": round(100 * (teacher_int8["dev_accuracy"] - teacher["dev_accuracy"]), 2),
+        "teacher_int8_batch1_speedup": round(teacher["p50_ms"] / teacher_int8["p50_ms"], 2),
+        "student_batch1_speedup": round(teacher["p50_ms"] / student["p50_ms"], 2),
+        "student_int8_batch1_speedup": round(teacher["p50_ms"] / results["student LiteRT int8"]["p50_ms"], 2),
+        "student_minus_teacher_points": round(100 * (student["dev_accuracy"] - teacher["dev_accuracy"]), 2),
+        "distillation_gain_points": round(100 * (student["dev_accuracy"] - hard_label_accuracy), 2),
+    }
+    print(markdown_table(results))
+    print(f"student trained on hard labels only: dev accuracy {hard_label_accuracy:.4f}")
+    print(json.dumps({"bench": "compression", "cpu": cpu_model(), "rounds": args.rounds, "sentences_batch1": args.sentences,
+                      "variants": results, "hard_label_student_dev_accuracy": hard_label_accuracy, "ratios": ratios}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
