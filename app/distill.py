@@ -18,7 +18,7 @@ from app.train import add_sentence_flags, add_training_flags, train_config
 
 STUDENT_FLAGS = {"student_encoder": "encoder", "student_preprocessor": "preprocessor"}
 TASK_FLAGS = (
-    "teacher", "temperature", "teacher_weight", "augment", "cache_dir", "pooling", "train_file", "validation_file",
+    "teacher", "export_name", "temperature", "teacher_weight", "augment", "cache_dir", "pooling", "train_file", "validation_file",
     "text_column", "label_column", "max_seq_length", "freeze_word_embeddings",
 )
 
@@ -38,6 +38,10 @@ def build_parser() -> ArgumentParser:
         help="TF-Hub encoder handle, URL or folder (default saved_models/hub/bert_tiny_from_zero/encoder, from python -m app.train mlm)",
     )
     parser.add_argument("--student-preprocessor", default=argparse.SUPPRESS, help="the preprocessor handle matching the student encoder")
+    parser.add_argument(
+        "--name", dest="export_name", default=argparse.SUPPRESS,
+        help="model name of the export: saved_models/<name>/<version> (default bert_sst2_student)",
+    )
     parser.add_argument("--temperature", type=positive_float, default=argparse.SUPPRESS, help="softens both answers (default 2)")
     parser.add_argument(
         "--teacher-weight", type=teacher_weight, default=argparse.SUPPRESS,

@@ -1,14 +1,14 @@
 """Size, speed and accuracy of a teacher, its distilled student and their LiteRT variants, in one run:
 
-    python bench/compression.py [--teacher saved_models/bert_sst2] [--student saved_models/bert_sst2_student]
-                                [--hard-label-student saved_models/hard_labels/bert_sst2_student] [--rounds 3]
+    python bench/compression.py [--teacher saved_models/bert_sst2] [--students tiny=saved_models/bert_sst2_student ...]
+                                [--hard-label-students tiny=saved_models/hard_labels/bert_sst2_student ...] [--rounds 3]
 
 For every variant (each export's float32 SavedModel and the ``.tflite`` models `app.compress` wrote
 next to it; missing ones are converted first): parameters, file size, SST-2 dev accuracy, latency
 at batch 1 (one sentence per call, text in, probabilities out, tokenization included; p50/p99 over
 ``--sentences`` dev sentences) and throughput at batch 32. Variants take turns within each round;
-figures are medians over ``--rounds``. The student trained on hard labels only (``python -m
-app.distill --teacher-weight 0``) shows what the teacher's soft targets added. Ends with a
+figures are medians over ``--rounds``. Each student trained on hard labels only (``python -m
+app.distill --teacher-weight 0``, same settings) shows what the teacher's soft targets added. Ends with a
 Markdown table and one JSON line. The SavedModels run in float32 (no bf16 rewrite), as served.
 """
 
@@ -41,25 +41,34 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def labelled(pairs: list[str]) -> dict[str, str]:
+    """``LABEL=EXPORT`` arguments as a dict."""
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default="saved_models/bert_sst2")
-    parser.add_argument("--student", default="saved_models/bert_sst2_student")
-    parser.add_argument("--hard-label-student", default="saved_models/hard_labels/bert_sst2_student")
+    parser.add_argument("--students", nargs="+", default=["tiny=saved_models/bert_sst2_student"], metavar="LABEL=EXPORT",
+                        help="distilled students (default tiny=saved_models/bert_sst2_student)")
+    parser.add_argument("--hard-label-students", nargs="+", default=["tiny=saved_models/hard_labels/bert_sst2_student"],
+                        metavar="LABEL=EXPORT", help="the same students trained on labels only (app.distill --teacher-weight 0)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sentences", type=int, default=200, help="dev sentences timed one at a time per round")
     parser.add_argument("--data-dir")
     args = parser.parse_args()
+    students, hard_label_students = labelled(args.students), labelled(args.hard_label_students)
 
     frame = pd.read_csv(resolve_data_file(SST2_DEV, args.data_dir), sep="\t", quoting=3, keep_default_na=False)
     texts, labels = frame["sentence"].to_numpy(dtype=object), frame["label"].to_numpy()
-    variants = {**variants_of("teacher", args.teacher), **variants_of("student", args.student)}
-    hard_label = SavedModelVariant(resolve_version(args.hard_label_student))
-
-    print(f"CPU: {cpu_model()}; scoring {len(variants) + 1} variants on {len(texts)} dev sentences", flush=True)
+    variants = variants_of("teacher", args.teacher)
+    for label, export in students.items():
+        variants.update(variants_of(f"student {label}", export))
+    print(f"CPU: {cpu_model()}; scoring {len(variants)} variants on {len(texts)} dev sentences", flush=True)
     results = {name: {"parameters": v.parameters, "file_mb": round(v.bytes / 1e6, 2), "dev_accuracy": dev_accuracy(v, texts, labels)}
                for name, v in variants.items()}
-    hard_label_accuracy = dev_accuracy(hard_label, texts, labels)
+    hard_label_accuracy = {label: dev_accuracy(SavedModelVariant(resolve_version(export)), texts, labels)
+                           for label, export in hard_label_students.items()}
     rounds = {name: [] for name in variants}
     for variant in variants.values():  # warm-up: first calls trace graphs and size LiteRT's tensors
         timed_round(variant, texts[:64], 8)
@@ -70,22 +79,26 @@ def main() -> None:
     for name, runs in rounds.items():
         results[name].update({key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]})
 
-    teacher, student = results["teacher SavedModel fp32"], results["student SavedModel fp32"]
-    teacher_int8 = results["teacher LiteRT int8"]
+    teacher, teacher_int8 = results["teacher SavedModel fp32"], results["teacher LiteRT int8"]
     ratios = {
-        "teacher_int8_smaller": round(teacher["file_mb"] / teacher_int8["file_mb"], 2),
-        "teacher_int8_smaller_than_its_parameters_fp32": round(4 * teacher["parameters"] / 1e6 / teacher_int8["file_mb"], 2),
+        "teacher_int8_smaller_than_savedmodel": round(teacher["file_mb"] / teacher_int8["file_mb"], 2),
+        "teacher_int8_smaller_than_its_fp32_parameters": round(4 * teacher["parameters"] / 1e6 / teacher_int8["file_mb"], 2),
         "teacher_int8_accuracy_points": round(100 * (teacher_int8["dev_accuracy"] - teacher["dev_accuracy"]), 2),
         "teacher_int8_batch1_speedup": round(teacher["p50_ms"] / teacher_int8["p50_ms"], 2),
-        "student_batch1_speedup": round(teacher["p50_ms"] / student["p50_ms"], 2),
-        "student_int8_batch1_speedup": round(teacher["p50_ms"] / results["student LiteRT int8"]["p50_ms"], 2),
-        "student_minus_teacher_points": round(100 * (student["dev_accuracy"] - teacher["dev_accuracy"]), 2),
-        "distillation_gain_points": round(100 * (student["dev_accuracy"] - hard_label_accuracy), 2),
     }
+    for label in students:
+        student = results[f"student {label} SavedModel fp32"]
+        ratios[label] = {
+            "batch1_speedup": round(teacher["p50_ms"] / student["p50_ms"], 2),
+            "int8_batch1_speedup": round(teacher["p50_ms"] / results[f"student {label} LiteRT int8"]["p50_ms"], 2),
+            "minus_teacher_points": round(100 * (student["dev_accuracy"] - teacher["dev_accuracy"]), 2),
+        }
+        if label in hard_label_accuracy:
+            ratios[label]["distillation_gain_points"] = round(100 * (student["dev_accuracy"] - hard_label_accuracy[label]), 2)
     print(markdown_table(results))
-    print(f"student trained on hard labels only: dev accuracy {hard_label_accuracy:.4f}")
+    print("students trained on labels only, dev accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in hard_label_accuracy.items()))
     print(json.dumps({"bench": "compression", "cpu": cpu_model(), "rounds": args.rounds, "sentences_batch1": args.sentences,
-                      "variants": results, "hard_label_student_dev_accuracy": hard_label_accuracy, "ratios": ratios}), flush=True)
+                      "variants": results, "hard_label_dev_accuracy": hard_label_accuracy, "ratios": ratios}), flush=True)
 
 
 if __name__ == "__main__":

@@ -328,3 +328,21 @@ def test_a_model_trained_in_bfloat16_is_exported_computing_in_float32(tmp_path):
     expected = float_head(float_backbone({"token_ids": inputs["input_word_ids"], "padding_mask": inputs["input_mask"],
                                           "segment_ids": inputs["input_type_ids"]})["sequence_output"], positions)
     np.testing.assert_allclose(encoder.mlm({**inputs, "masked_lm_positions": positions})["mlm_logits"], expected, atol=1e-5)
+
+
+def test_a_student_keeps_the_first_layers_and_their_weights():
+    import keras_hub
+
+    from app.cli import UsageError
+    from app.export_hub import first_layers
+
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=100, num_layers=3, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=32
+    )
+    student = first_layers(backbone, 1)
+    assert student.num_layers == 1 and len(student.transformer_layers) == 1
+    for name in ("token_embedding", "transformer_layer_0", "pooled_dense"):
+        for mine, theirs in zip(student.get_layer(name).get_weights(), backbone.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+    with pytest.raises(UsageError, match="between 1 and the checkpoint's 3 layers"):
+        first_layers(backbone, 4)

@@ -71,8 +71,10 @@ class DistillTask(BertTask):
     # The from-zero student's embeddings were pretrained briefly on a small vocabulary: train them.
     freeze_word_embeddings: bool = False
 
+    # Where the student is exported (saved_models/<export_name>/<version>), --name on the command line.
+    export_name: str = "bert_sst2_student"
+
     name = "distill"
-    export_name = "bert_sst2_student"
     handle_flags = ("--student-encoder", "--student-preprocessor")
     defaults = TrainDefaults(epochs=6, batch_size=32, learning_rate=3e-4, patience=2, steps_per_execution=1)
 
@@ -109,5 +111,8 @@ class DistillTask(BertTask):
         # The student answers with the teacher's class names.
         as_teacher = replace(self, label_names=tuple(Teacher(self.teacher).label_names))
         spec = BertTask.export_spec(as_teacher, model, data)
-        metadata = {**spec.metadata, "task": "bert", "distilled_from": self.teacher, "temperature": self.temperature}
+        metadata = {
+            **spec.metadata, "task": "bert", "distilled_from": self.teacher, "student_encoder": self.encoder,
+            "temperature": self.temperature, "teacher_weight": self.teacher_weight, "augment": self.augment,
+        }
         return replace(spec, metadata=metadata)
