@@ -45,11 +45,21 @@ class ExportSpec:
     warmup_examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
+def version_folders(model_dir: Path) -> dict[int, Path]:
+    """The complete versions under ``model_dir`` and their folders, oldest first; a zero-padded
+    folder name is its number, as TF Serving reads it (``00000123`` is version 123)."""
+    if not model_dir.is_dir():
+        return {}
+    found = {}
+    for entry in sorted(model_dir.iterdir()):
+        if entry.name.isdigit() and entry.is_dir():
+            found.setdefault(int(entry.name), entry)
+    return dict(sorted(found.items()))
+
+
 def versions(model_dir: Path) -> list[int]:
     """The complete versions under ``model_dir``, oldest first."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(entry.name) for entry in model_dir.iterdir() if entry.name.isdigit() and entry.is_dir())
+    return list(version_folders(model_dir))
 
 
 def export_model(model: keras.Model, spec: ExportSpec, out_dir: str | Path, name: str) -> Path:
@@ -95,13 +105,13 @@ def resolve_version(model_dir: str | Path, version: int | None = None) -> Path:
     model_dir = Path(model_dir)
     if (model_dir / "saved_model.pb").is_file() and version is None:
         return model_dir
-    available = versions(model_dir)
+    available = version_folders(model_dir)
     if not available:
         raise FileNotFoundError(f"no exported versions under {model_dir}")
-    chosen = available[-1] if version is None else version
+    chosen = list(available)[-1] if version is None else version
     if chosen not in available:
-        raise FileNotFoundError(f"version {chosen} not found under {model_dir} (available: {available})")
-    return model_dir / str(chosen)
+        raise FileNotFoundError(f"version {chosen} not found under {model_dir} (available: {list(available)})")
+    return available[chosen]
 
 
 def read_metadata(export_dir: str | Path) -> dict:

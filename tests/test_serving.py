@@ -322,6 +322,19 @@ def test_new_versions_are_picked_up_and_half_written_ones_ignored(server, model_
     assert http(server, "GET", "/v1/models/mnist_hot/versions/3")[0] == 404
 
 
+def test_a_zero_padded_version_folder_is_served_as_its_number(server, model_base):
+    """TF Serving reads ``00000123/`` as version 123 (its file-system source parses the folder name)."""
+    from app.export import resolve_version
+
+    model_dir = model_base / "mnist_padded"
+    shutil.copytree(export_dir(model_base, "mnist"), model_dir / ".staging")
+    os.rename(model_dir / ".staging", model_dir / "00000123")
+    wait_for(lambda: http(server, "GET", "/v1/models/mnist_padded")[1].get("model_version_status", [{}])[0].get("version") == "123")
+    status, body = http(server, "POST", "/v1/models/mnist_padded/versions/123:predict", {"instances": mnist_images(1).tolist()})
+    assert status == 200 and len(body["predictions"]) == 1
+    assert resolve_version(model_dir) == resolve_version(model_dir, 123) == model_dir / "00000123"
+
+
 # ---- batching ------------------------------------------------------------------------------------
 
 

@@ -43,11 +43,14 @@ def check_version(version: str | None) -> int | None:
     return int(version)
 
 
-def servable_versions(model_dir: Path) -> list[int]:
-    """Version folders that hold a SavedModel, oldest first."""
-    return sorted(
-        int(entry.name) for entry in model_dir.iterdir() if entry.name.isdigit() and (entry / "saved_model.pb").is_file()
-    )
+def servable_versions(model_dir: Path) -> dict[int, Path]:
+    """Version folders that hold a SavedModel, by version number, oldest first. As in TF Serving, a
+    zero-padded folder name is its number (``00000123`` is version 123)."""
+    found = {}
+    for entry in sorted(model_dir.iterdir()):
+        if entry.name.isdigit() and (entry / "saved_model.pb").is_file():
+            found.setdefault(int(entry.name), entry)
+    return dict(sorted(found.items()))
 
 
 def _fingerprint(folder: Path) -> tuple:
@@ -140,10 +143,9 @@ class ModelRepository:
 
     def _refresh_model(self, name: str, model_dir: Path) -> None:
         current = self._servables.get(name)
-        for version in reversed(servable_versions(model_dir)):
+        for version, path in reversed(servable_versions(model_dir).items()):
             if current is not None and current.version == version:
                 return
-            path = model_dir / str(version)
             fingerprint = _fingerprint(path)
             if self._failed.get((name, version)) == fingerprint:
                 continue
