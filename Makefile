@@ -29,7 +29,7 @@ lab: setup
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 serve: setup
-	$(VENV_PYTHON) -m app.serve --model-base saved_models --port 8501 --grpc-port 8500
+	$(VENV_PYTHON) -m app.serve --model-base saved_models --rest_api_port 8501 --port 8500
 
 bench: setup
 	$(VENV_PYTHON) bench/mnist_vs_peer.py

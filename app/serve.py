@@ -1,18 +1,22 @@
-"""Serve every export under ``saved_models/`` with TensorFlow Serving's REST and gRPC protocols:
-``python -m app.serve --model-base saved_models --port 8501 --grpc-port 8500 [--enable-batching]``
+"""Serve SavedModels with TensorFlow Serving's REST and gRPC protocols, flags and config files:
+``python -m app.serve --model_config_file=serving/models.config [--enable_batching ...]``, or
+``python -m app.serve`` alone to serve every export under ``saved_models/``.
 
-Clients written against this server work unchanged against ``tensorflow/serving`` (see
-``serving/docker-compose.yml``). It listens on 127.0.0.1 unless ``--host`` says otherwise, picks up
-new versions as the exporter publishes them, and stops cleanly on Ctrl-C.
+It takes ``tensorflow_model_server``'s flag names (``--port`` = gRPC, ``--rest_api_port``,
+``--model_name``/``--model_base_path``, ``--model_config_file``, ``--enable_batching``,
+``--batching_parameters_file``, ``--monitoring_config_file``, ...), so the README's Docker command
+line runs unchanged against it; clients work unchanged against either. It listens on 127.0.0.1
+unless ``--host`` says otherwise (TF Serving listens on every interface), picks up new versions as
+the exporter publishes them, and stops cleanly on Ctrl-C.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from app.cli import ArgumentParser, UsageError, non_negative_float, positive_float, positive_int, run_command
@@ -20,22 +24,33 @@ from app.cli import ArgumentParser, UsageError, non_negative_float, positive_flo
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Where the models are, where to listen (port 0 = any free port), and the request limits."""
+    """What to serve, where to listen (port 0 = any free port), batching, monitoring and limits."""
 
     model_base: str = "saved_models"
+    model_name: str = "default"
+    model_base_path: str | None = None
+    model_config_file: str | None = None
+    model_config_file_poll_wait_seconds: float = 0.0
+    volume: tuple[str, ...] = field(default=("saved_models:/models", "serving:/config"))
     host: str = "127.0.0.1"
-    port: int = 8501
-    grpc_port: int | None = None
+    port: int = 8500
+    rest_api_port: int = 8501
     enable_batching: bool = False
+    batching_parameters_file: str | None = None
     max_batch_size: int = 32
     batch_timeout_ms: float = 2.0
+    monitoring_config_file: str | None = None
+    rest_api_timeout_in_ms: int = 30_000
+    enable_model_warmup: bool = True
+    enable_cors_support: bool = False
+    allow_version_labels_for_unavailable_models: bool = False
     max_body_bytes: int = 16 * 2**20
-    poll_seconds: float = 1.0
+    file_system_poll_wait_seconds: float = 1.0
     threads: int = 4
     # Threads inside one model call. 1 = each request on one core, requests in parallel: on 2 cores
     # this served 1.4-1.7x more BERT requests/s than TensorFlow's default (all cores per call), and
     # cut one client's p99 latency from 35 to 23 ms. 0 = TensorFlow's default.
-    intra_op_threads: int = 1
+    tensorflow_intra_op_parallelism: int = 1
     # bf16 for the loaded graphs through oneDNN's rewrite: auto = on CPUs with bf16 instructions where
     # it measures faster (see app.devices).
     mixed_precision: str = "auto"
@@ -45,51 +60,89 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+def batching_config(config: ServeConfig, volumes):
+    """Batching from ``--batching_parameters_file`` (TF Serving's BatchingParameters), else the flags."""
+    from app.serving.batching import BatchingConfig, default_allowed_batch_sizes
+    from app.serving.config_protos import BatchingParameters, read_text_proto
+    from app.serving.model_config import host_path
+
+    if config.batching_parameters_file:
+        parameters = read_text_proto(host_path(config.batching_parameters_file, volumes), BatchingParameters)
+        try:
+            return BatchingConfig.from_parameters(parameters, enabled=config.enable_batching)
+        except ValueError as error:
+            raise UsageError(f"{config.batching_parameters_file}: {error}") from None
+    return BatchingConfig(
+        config.enable_batching, config.max_batch_size, config.batch_timeout_ms,
+        allowed_batch_sizes=default_allowed_batch_sizes(config.max_batch_size),
+    )
+
+
+def monitoring(config: ServeConfig, volumes):
+    """(metrics, Prometheus path) from ``--monitoring_config_file``; (None, None) when not enabled."""
+    from app.serving.config_protos import MonitoringConfig, read_text_proto
+    from app.serving.metrics import Metrics, prometheus_path
+    from app.serving.model_config import host_path
+
+    if not config.monitoring_config_file:
+        return None, None
+    path = prometheus_path(read_text_proto(host_path(config.monitoring_config_file, volumes), MonitoringConfig))
+    return (Metrics(), path) if path else (None, None)
+
+
 async def serve(config: ServeConfig) -> dict:
     """Load the models, listen until SIGINT/SIGTERM, and return a summary."""
     from aiohttp import web
 
-    from app.serving.batching import BatchingConfig, ModelRunner
-    from app.serving.grpc_service import build_grpc_server
-    from app.serving.repository import ModelRepository
     from app import devices
+    from app.serving.batching import ModelRunner
+    from app.serving.grpc_service import build_grpc_server
+    from app.serving.model_config import Volume, model_sources
+    from app.serving.repository import ModelRepository
     from app.serving.rest import build_rest_app
 
-    if config.intra_op_threads:
+    volumes = tuple(Volume.parse(text) for text in config.volume)
+    list_sources, where = model_sources(
+        config.model_base, config.model_name, config.model_base_path, config.model_config_file, volumes, log,
+        reload_config=config.model_config_file_poll_wait_seconds > 0,
+    )
+    batching = batching_config(config, volumes)
+    metrics, metrics_path = monitoring(config, volumes)
+    if config.tensorflow_intra_op_parallelism:
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+        tf.config.threading.set_intra_op_parallelism_threads(config.tensorflow_intra_op_parallelism)
     precision = devices.set_precision_policy(config.mixed_precision, bf16_candidate_on_cpu=True, restored_graph=True)
-    print(f"precision: {precision}", flush=True)
-    base = Path(config.model_base)
-    if not base.is_dir():
-        raise UsageError(f"--model-base {base} is not a folder; export a model first: python -m app.train mnist")
+    log(f"precision: {precision}; serving {where}")
     loop = asyncio.get_running_loop()
     loader = ThreadPoolExecutor(1, thread_name_prefix="loader")
-    repository = ModelRepository(base, log)
+    repository = ModelRepository(
+        list_sources, log, metrics, warm_up=config.enable_model_warmup,
+        labels_for_unavailable=config.allow_version_labels_for_unavailable_models,
+    )
     await loop.run_in_executor(loader, repository.refresh)
-    if not repository.servables:
-        raise UsageError(f"no exported models under {base.resolve()} (expected <name>/<version>/saved_model.pb)")
 
-    batching = BatchingConfig(config.enable_batching, config.max_batch_size, config.batch_timeout_ms)
-    runner = ModelRunner(ThreadPoolExecutor(config.threads, thread_name_prefix="model"), batching)
-    web_runner = web.AppRunner(build_rest_app(repository, runner, config.max_body_bytes), access_log=None)
+    runner = ModelRunner(ThreadPoolExecutor(config.threads, thread_name_prefix="model"), batching, metrics=metrics)
+    rest_app = build_rest_app(
+        repository, runner, config.max_body_bytes, metrics=metrics, metrics_path=metrics_path,
+        timeout_seconds=config.rest_api_timeout_in_ms / 1000, cors=config.enable_cors_support,
+    )
+    web_runner = web.AppRunner(rest_app, access_log=None)
     await web_runner.setup()
-    grpc_server = None
+    grpc_server = build_grpc_server(repository, runner, config.max_body_bytes, metrics)
     try:
-        await web.TCPSite(web_runner, config.host, config.port).start()
+        await web.TCPSite(web_runner, config.host, config.rest_api_port).start()
         rest_url = f"http://{config.host}:{web_runner.addresses[0][1]}"
-        grpc_address = None
-        if config.grpc_port is not None:
-            grpc_server = build_grpc_server(repository, runner, config.max_body_bytes)
-            grpc_port = grpc_server.add_insecure_port(f"{config.host}:{config.grpc_port}")
-            await grpc_server.start()
-            grpc_address = f"{config.host}:{grpc_port}"
+        grpc_port = grpc_server.add_insecure_port(f"{config.host}:{config.port}")
+        await grpc_server.start()
+        grpc_address = f"{config.host}:{grpc_port}"
     except (OSError, RuntimeError) as error:
         await web_runner.cleanup()
         raise UsageError(f"cannot listen on {config.host}: {error}") from None
 
-    log(f"REST API on {rest_url}/v1/models/<name>[:predict]" + (f", gRPC on {grpc_address}" if grpc_address else ""))
+    log(f"REST API on {rest_url}/v1/models/<name>[:predict] gRPC on {grpc_address}")
+    if metrics_path:
+        log(f"Prometheus metrics on {rest_url}{metrics_path}")
     log(f"batching {'on' if batching.enabled else 'off'}; Ctrl-C stops")
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -97,53 +150,73 @@ async def serve(config: ServeConfig) -> dict:
 
     async def poll_for_new_versions():
         while True:
-            await asyncio.sleep(config.poll_seconds)
+            await asyncio.sleep(config.file_system_poll_wait_seconds)
             await loop.run_in_executor(loader, repository.refresh)
 
     poller = loop.create_task(poll_for_new_versions())
     await stop.wait()
     poller.cancel()
-    if grpc_server is not None:
-        await grpc_server.stop(grace=1)
+    await grpc_server.stop(grace=1)
     await web_runner.cleanup()
-    return {
-        "rest": rest_url,
-        "grpc": grpc_address,
-        "models": {name: servable.version for name, servable in repository.servables.items()},
-        "batching": batching.enabled,
-        "model_calls": runner.model_calls,
-    }
+    return {"rest": rest_url, "grpc": grpc_address, "models": repository.served, "batching": batching.enabled, "model_calls": runner.model_calls}
+
+
+def flag_bool(text: str) -> bool:
+    """absl's boolean flag values: ``--flag``, ``--flag=true``/``false``/``1``/``0``."""
+    lowered = text.lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+    return lowered in ("true", "1", "yes")
+
+
+def port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, not {text}")
+    return value
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m app.serve", description="Serve exports with TF Serving's REST and gRPC APIs.")
-    parser.add_argument("--model-base", default="saved_models", help="folder of <name>/<version>/ exports")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 = every interface)")
-    parser.add_argument("--port", type=int, default=8501, help="REST port (0 = any free port)")
-    parser.add_argument("--grpc-port", type=int, help="gRPC port (off unless given; 0 = any free port)")
-    parser.add_argument("--enable-batching", action="store_true", help="merge concurrent requests into one model call")
-    parser.add_argument("--max-batch-size", type=positive_int, default=32, help="examples per batched call")
-    parser.add_argument("--batch-timeout-ms", type=non_negative_float, default=2.0, help="how long a batch waits to fill")
-    parser.add_argument("--max-body-bytes", type=positive_int, default=16 * 2**20, help="larger requests get 413")
-    parser.add_argument("--poll-seconds", type=positive_float, default=1.0, help="how often to look for new versions")
-    parser.add_argument("--threads", type=positive_int, default=4, help="model calls running at once")
-    parser.add_argument(
-        "--mixed-precision", choices=("auto", "bf16", "off"), default="auto",
-        help="bf16 via oneDNN's rewrite: auto = on CPUs with AMX/AVX512-BF16 where it measures faster",
-    )
-    parser.add_argument("--intra-op-threads", type=int, default=1, help="threads inside one model call (0 = TF default)")
+    parser = ArgumentParser(prog="python -m app.serve", description="Serve exports with TF Serving's REST and gRPC APIs and flags.")
+    add = parser.add_argument
+    tfs = parser.add_argument_group("tensorflow_model_server's flags")
+    tfs.add_argument("--port", "--grpc-port", type=port, default=8500, help="gRPC port (0 = any free port)")
+    tfs.add_argument("--rest_api_port", "--rest-port", type=port, default=8501, help="REST port (0 = any free port)")
+    tfs.add_argument("--model_name", default="default", help="the model's name with --model_base_path")
+    tfs.add_argument("--model_base_path", help="one model's folder of numbered versions")
+    tfs.add_argument("--model_config_file", help="text ModelServerConfig: several models, version policies and labels")
+    tfs.add_argument("--model_config_file_poll_wait_seconds", type=non_negative_float, default=0.0, help="re-read the config file (0 = never)")
+    for name, alias, help_text in (
+        ("--enable_batching", "--enable-batching", "merge concurrent requests into one model call"),
+        ("--enable_model_warmup", None, "replay assets.extra/tf_serving_warmup_requests after loading (default true)"),
+        ("--enable_cors_support", None, "answer CORS preflights and add CORS headers"),
+        ("--allow_version_labels_for_unavailable_models", None, "a label may name a version that is not loaded (yet)"),
+    ):
+        names = (name, alias) if alias else (name,)
+        tfs.add_argument(*names, type=flag_bool, nargs="?", const=True, default=name == "--enable_model_warmup", help=help_text)
+    tfs.add_argument("--batching_parameters_file", help="text BatchingParameters (max_batch_size, allowed_batch_sizes, ...)")
+    tfs.add_argument("--monitoring_config_file", help="text MonitoringConfig: prometheus_config { enable: true }")
+    tfs.add_argument("--rest_api_timeout_in_ms", type=positive_int, default=30_000, help="a REST request's deadline")
+    tfs.add_argument("--file_system_poll_wait_seconds", "--poll-seconds", type=positive_float, default=1.0, help="how often to look for new versions")
+    tfs.add_argument("--tensorflow_intra_op_parallelism", "--intra-op-threads", type=int, default=1, help="threads inside one model call (0 = TF default)")
+    add("--model-base", default="saved_models", help="without a config or base path: serve every <name>/<version>/ under it")
+    add("--volume", action="append", help="HOST:CONTAINER, maps TF Serving container paths in flags and configs (default saved_models:/models and serving:/config)")
+    add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 = every interface)")
+    add("--max-batch-size", type=positive_int, default=32, help="examples per batched call (without --batching_parameters_file)")
+    add("--batch-timeout-ms", type=non_negative_float, default=2.0, help="how long a batch waits to fill (without a parameters file)")
+    add("--max-body-bytes", type=positive_int, default=16 * 2**20, help="larger requests get 413")
+    add("--threads", type=positive_int, default=4, help="model calls running at once")
+    add("--mixed-precision", choices=("auto", "bf16", "off"), default="auto", help="bf16 via oneDNN's rewrite where it measures faster")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    for flag in ("port", "grpc_port"):
-        value = getattr(args, flag)
-        if value is not None and not 0 <= value <= 65535:
-            raise UsageError(f"--{flag.replace('_', '-')} must be between 0 and 65535, not {value}")
-    if args.intra_op_threads < 0:
-        raise UsageError(f"--intra-op-threads must be 0 (TensorFlow's default) or more, not {args.intra_op_threads}")
-    return asyncio.run(serve(ServeConfig(**vars(args))))
+    if args.tensorflow_intra_op_parallelism < 0:
+        raise UsageError(f"--tensorflow_intra_op_parallelism must be 0 (TensorFlow's default) or more, not {args.tensorflow_intra_op_parallelism}")
+    settings = vars(args)
+    settings["volume"] = tuple(args.volume) if args.volume else ServeConfig.volume
+    return asyncio.run(serve(ServeConfig(**settings)))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -118,6 +119,31 @@ def test_models_config_lists_every_export():
     compose = (REPO_ROOT / "serving" / "docker-compose.yml").read_text()
     tf_version = next(line.split("==")[1] for line in (REPO_ROOT / "requirements.txt").read_text().splitlines() if line.startswith("tensorflow=="))
     assert f"tensorflow/serving:{tf_version}" in compose, "the Docker tag must match the pinned TensorFlow"
+
+
+def readme_docker_arguments() -> list[str]:
+    """The flags after the image name in the README's ``docker run ... tensorflow/serving`` command."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    command = re.search(r"^docker run .*?tensorflow/serving:\S+ (.*?)\n```", readme, re.M | re.S).group(1)
+    return command.replace("\\\n", " ").split()
+
+
+def test_the_readme_docker_command_line_runs_unchanged_against_app_serve(model_base):
+    """``tensorflow_model_server`` replaced by ``python -m app.serve``: the same flags read
+    serving/models.config and serving/batching.config through the same /models and /config paths
+    (``--volume`` plays docker's ``-v``) and listen on the image's ports, 8500 (gRPC) and 8501 (REST)."""
+    from app.serve import build_parser
+
+    arguments = readme_docker_arguments()
+    assert "--model_config_file=/config/models.config" in arguments and "--enable_batching=true" in arguments
+    parsed = build_parser().parse_args(arguments)
+    assert (parsed.port, parsed.rest_api_port, parsed.enable_batching, parsed.enable_model_warmup) == (8500, 8501, True, True)
+    volumes = ("--volume", f"{model_base}:/models", "--volume", f"{REPO_ROOT / 'serving'}:/config")
+    with start_server(None, *arguments, *volumes, "--mixed-precision", "off") as running:  # free ports, not 8500/8501, in tests
+        client = RestClient(running.rest_url)
+        for name in SIGNATURES:
+            assert SIGNATURES[name] <= set(client.signatures(name))
+        assert "batching on" in running.log()
 
 
 def _ops_reachable(export: Path, signature: str) -> set[str]:
@@ -237,31 +263,30 @@ def test_grpc_predict_metadata_and_status(server, model_base):
 
 HOSTILE = [
     ("bad JSON", "POST", "/v1/models/mnist:predict", "{", 400, "JSON Parse error"),
-    ("body not an object", "POST", "/v1/models/mnist:predict", "[1, 2]", 400, "JSON object"),
-    ("no instances or inputs", "POST", "/v1/models/mnist:predict", {}, 400, "missing 'inputs' or 'instances'"),
-    ("both formats", "POST", "/v1/models/mnist:predict", {"instances": [[0.0] * 784], "inputs": [[0.0] * 784]}, 400, "both"),
-    ("wrong input name", "POST", "/v1/models/mnist:predict", {"inputs": {"pixels": [[0.0] * 784]}}, 400, "unknown input(s) ['pixels']"),
-    ("strings for floats", "POST", "/v1/models/mnist:predict", {"instances": [["x"] * 784]}, 400, "expected float32 numbers"),
-    ("wrong shape", "POST", "/v1/models/mnist:predict", {"instances": [[0.1, 0.2]]}, 400, "shape [1, 2]"),
-    ("NaN pixel", "POST", "/v1/models/mnist:predict", '{"instances": [[NaN' + ", 0.0" * 783 + "]]}", 400, "NaN"),
-    ("infinite pixel", "POST", "/v1/models/mnist:predict", '{"instances": [[Infinity' + ", 0.0" * 783 + "]]}", 400, "NaN or infinite"),
+    ("body not an object", "POST", "/v1/models/mnist:predict", "[1, 2]", 400, "Is not object"),
+    ("no instances or inputs", "POST", "/v1/models/mnist:predict", {}, 400, "Missing 'inputs' or 'instances' key"),
+    ("both formats", "POST", "/v1/models/mnist:predict", {"instances": [[0.0] * 784], "inputs": [[0.0] * 784]}, 400, "expecting only one of 'inputs' or 'instances'"),
+    ("wrong input name", "POST", "/v1/models/mnist:predict", {"inputs": {"pixels": [[0.0] * 784]}}, 400, "Missing named input: images in 'inputs' object."),
+    ("strings for floats", "POST", "/v1/models/mnist:predict", {"instances": [["x"] * 784]}, 400, "is not of expected type: float"),
+    ("wrong shape, refused by the graph", "POST", "/v1/models/mnist:predict", {"instances": [[0.1, 0.2]]}, 400, "Matrix size-incompatible"),
     ("uint8 out of range", "POST", "/v1/models/mnist:predict", {"signature_name": "classify_uint8", "instances": [[[300] * 28] * 28]}, 400, "range"),
     ("huge body", "POST", "/v1/models/mnist:predict", b"[" + b"0," * MAX_BODY_BYTES + b"0]", 413, "exceeded"),
     ("unknown model", "POST", "/v1/models/nope:predict", {"instances": [1]}, 404, "Servable not found for request: Latest(nope)"),
-    ("dot-dot in name", "GET", "/v1/models/..%2F..%2Fetc", None, 400, "invalid model name"),
-    ("absolute path name", "POST", "/v1/models/%2Fetc%2Fpasswd:predict", {"instances": [1]}, 400, "invalid model name"),
-    ("unknown version", "GET", "/v1/models/mnist/versions/7", None, 404, "Specific(mnist, 7)"),
-    ("non-numeric version", "POST", "/v1/models/mnist/versions/..:predict", {"instances": [1]}, 400, "invalid version"),
-    ("empty instances", "POST", "/v1/models/mnist:predict", {"instances": []}, 400, "empty"),
-    ("empty columnar batch", "POST", "/v1/models/mnist:predict", {"inputs": {"images": []}}, 400, "shape"),
-    ("unknown signature", "POST", "/v1/models/mnist:predict", {"signature_name": "steal", "instances": [[0.0] * 784]}, 400, 'key "steal" not found'),
+    ("dot-dot in name", "GET", "/v1/models/..%2F..%2Fetc", None, 404, "Could not find any versions of model ../../etc"),
+    ("absolute path name", "POST", "/v1/models/%2Fetc%2Fpasswd:predict", {"instances": [1]}, 404, "Servable not found for request: Latest(/etc/passwd)"),
+    ("unknown version", "GET", "/v1/models/mnist/versions/7", None, 404, "Could not find version 7 of model mnist"),
+    ("unknown version for predict", "POST", "/v1/models/mnist/versions/7:predict", {"instances": [1]}, 404, "Specific(mnist, 7)"),
+    ("non-numeric version", "POST", "/v1/models/mnist/versions/..:predict", {"instances": [1]}, 400, "Malformed request: POST /v1/models/mnist/versions/..:predict"),
+    ("version too large", "GET", "/v1/models/mnist/versions/99999999999999999999", None, 400, "Failed to convert version"),
+    ("empty instances", "POST", "/v1/models/mnist:predict", {"instances": []}, 400, "No values in 'instances' array"),
+    ("empty columnar batch, refused by the graph", "POST", "/v1/models/mnist:predict", {"inputs": {"images": []}}, 400, "In[0]"),
+    ("unknown signature", "POST", "/v1/models/mnist:predict", {"signature_name": "steal", "instances": [[0.0] * 784]}, 400, 'Serving signature name: "steal" not found'),
     ("signature name not a string", "POST", "/v1/models/mnist:predict", {"signature_name": 5, "instances": [[0.0] * 784]}, 400, "must be a string"),
     ("number for text", "POST", "/v1/models/bert_sst2:predict", {"instances": [5]}, 400, "expected strings"),
     ("bad base64", "POST", "/v1/models/bert_sst2:predict", {"instances": [{"b64": "%%%"}]}, 400, "not valid base64"),
-    ("ragged token ids", "POST", "/v1/models/lm:predict", {"instances": [[1, 2], [1]]}, 400, "rectangular"),
+    ("ragged token ids", "POST", "/v1/models/lm:predict", {"instances": [[1, 2], [1]]}, 400, "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting tensor size: 2 but got: 1"),
     ("fractional token ids", "POST", "/v1/models/lm:predict", {"instances": [[1.5, 2]]}, 400, "integers"),
-    ("token id outside the vocabulary", "POST", "/v1/models/lm:predict", {"instances": [[999999]]}, 400, "rejected the input"),
-    ("scalar signature in row format", "POST", "/v1/models/lm:predict", {"signature_name": "encode", "instances": ["a"]}, 400, "use 'inputs'"),
+    ("token id outside the vocabulary", "POST", "/v1/models/lm:predict", {"instances": [[999999]]}, 400, "999999 is not in [0, "),
     ("generate: empty prompt", "POST", "/v1/models/gpt:predict", {"signature_name": "generate", "inputs": {**GENERATE, "prompt": ""}}, 400, "the prompt is empty"),
     ("generate: prompt outside the vocabulary", "POST", "/v1/models/lm:predict", {"signature_name": "generate", "inputs": {**GENERATE, "prompt": "\u4e2d\u6587"}}, 400, "outside the model's vocabulary: \u4e2d \u6587"),
     ("generate: no tokens asked", "POST", "/v1/models/gpt:predict", {"signature_name": "generate", "inputs": {**GENERATE, "max_new_tokens": 0}}, 400, "max_new_tokens must be between 1 and 2000, not 0"),
@@ -271,8 +296,12 @@ HOSTILE = [
     ("generate: top_k above the vocabulary", "POST", "/v1/models/lm:predict", {"signature_name": "generate", "inputs": {**GENERATE, "top_k": 1000}}, 400, "top_k must be between 0 (no cut) and the vocabulary size"),
     ("generate: missing seed", "POST", "/v1/models/lm:predict", {"signature_name": "generate", "inputs": {k: v for k, v in GENERATE.items() if k != "seed"}}, 400, "seed"),
     ("deeply nested JSON", "POST", "/v1/models/mnist:predict", '{"instances": ' + "[" * 100_000 + "]" * 100_000 + "}", 400, "JSON Parse error"),
-    ("GET on predict", "GET", "/v1/models/mnist:predict", None, 405, "Method Not Allowed"),
-    ("POST on status", "POST", "/v1/models/mnist", {}, 405, "Method Not Allowed"),
+    ("GET on predict", "GET", "/v1/models/mnist:predict", None, 400, "Malformed request: GET /v1/models/mnist:predict"),
+    ("POST on status", "POST", "/v1/models/mnist", {}, 400, "Malformed request: POST /v1/models/mnist"),
+    ("DELETE", "DELETE", "/v1/models/mnist", None, 400, "Malformed request: DELETE /v1/models/mnist"),
+    ("method in capitals", "POST", "/v1/models/mnist:PREDICT", {"instances": [1]}, 400, "Malformed request"),
+    ("no model name", "GET", "/v1/models", None, 400, "Missing model name in request."),
+    ("unknown label", "POST", "/v1/models/mnist/labels/canary:predict", {"instances": [1]}, 400, "Unrecognized servable version label: canary"),
     ("unknown path", "GET", "/v2/everything", None, 404, "Not Found"),
 ]
 
@@ -305,21 +334,31 @@ def wait_for(check, seconds: float = 60):
     raise AssertionError(f"still false after {seconds} s")
 
 
+def newest_state(server, name: str) -> tuple[str, str] | None:
+    """(version, state) of a model's newest version, as its status lists it first; None if unknown."""
+    versions = http(server, "GET", f"/v1/models/{name}")[1].get("model_version_status")
+    return (versions[0]["version"], versions[0]["state"]) if versions else None
+
+
 def test_new_versions_are_picked_up_and_half_written_ones_ignored(server, model_base, tmp_path):
     model_dir = model_base / "mnist_hot"
     source = export_dir(model_base, "mnist")
     for version in (1, 2):  # published as the exporter does: copy aside, then one rename
         shutil.copytree(source, model_dir / f".staging-{version}")
         os.rename(model_dir / f".staging-{version}", model_dir / str(version))
-        wait_for(lambda: http(server, "GET", "/v1/models/mnist_hot")[1].get("model_version_status", [{}])[0].get("version") == str(version))
+        wait_for(lambda: newest_state(server, "mnist_hot") == (str(version), "AVAILABLE"))
 
     half_written = model_dir / "3"
     half_written.mkdir()
     (half_written / "saved_model.pb").write_bytes((source / "saved_model.pb").read_bytes()[:1000])
     wait_for(lambda: "could not load mnist_hot version 3" in server.log())
     status, body = http(server, "POST", "/v1/models/mnist_hot:predict", {"instances": mnist_images(1).tolist()})
-    assert status == 200 and http(server, "GET", "/v1/models/mnist_hot")[1]["model_version_status"][0]["version"] == "2"
-    assert http(server, "GET", "/v1/models/mnist_hot/versions/3")[0] == 404
+    assert status == 200 and body["predictions"]
+    # As TF Serving reports it: newest first, the failed version END with its error, version 1 unloaded.
+    states = http(server, "GET", "/v1/models/mnist_hot")[1]["model_version_status"]
+    assert [(state["version"], state["state"]) for state in states] == [("3", "END"), ("2", "AVAILABLE"), ("1", "END")]
+    assert states[0]["status"]["error_code"] == "UNKNOWN" and states[0]["status"]["error_message"]
+    assert http(server, "POST", "/v1/models/mnist_hot/versions/3:predict", {"instances": mnist_images(1).tolist()})[0] == 404
 
 
 def test_a_zero_padded_version_folder_is_served_as_its_number(server, model_base):
@@ -329,7 +368,7 @@ def test_a_zero_padded_version_folder_is_served_as_its_number(server, model_base
     model_dir = model_base / "mnist_padded"
     shutil.copytree(export_dir(model_base, "mnist"), model_dir / ".staging")
     os.rename(model_dir / ".staging", model_dir / "00000123")
-    wait_for(lambda: http(server, "GET", "/v1/models/mnist_padded")[1].get("model_version_status", [{}])[0].get("version") == "123")
+    wait_for(lambda: newest_state(server, "mnist_padded") == ("123", "AVAILABLE"))
     status, body = http(server, "POST", "/v1/models/mnist_padded/versions/123:predict", {"instances": mnist_images(1).tolist()})
     assert status == 200 and len(body["predictions"]) == 1
     assert resolve_version(model_dir) == resolve_version(model_dir, 123) == model_dir / "00000123"
@@ -433,7 +472,7 @@ def test_server_stops_cleanly_with_a_json_summary(model_base):
     log = running.stop()
     assert running.process.returncode == 0
     summary = json.loads(log.strip().splitlines()[-1])
-    assert {"bert_sst2": 1, "gpt": 1, "lm": 1, "mnist": 1}.items() <= summary["models"].items() and summary["batching"] is False
+    assert {"bert_sst2": [1], "gpt": [1], "lm": [1], "mnist": [1]}.items() <= summary["models"].items() and summary["batching"] is False
 
 
 def test_token_id_signature_alone_loads_without_tf_text(model_base, tmp_path):

@@ -23,9 +23,7 @@ class ServerError(Exception):
     """The server could not be reached, or answered with an error (the message is the server's)."""
 
 
-def _signatures(response: get_model_metadata_pb2.GetModelMetadataResponse) -> dict[str, Signature]:
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    response.metadata["signature_def"].Unpack(signature_map)
+def _signatures(signature_map: get_model_metadata_pb2.SignatureDefMap) -> dict[str, Signature]:
     return {
         name: Signature.from_proto(name, proto)
         for name, proto in signature_map.signature_def.items()
@@ -91,7 +89,8 @@ class RestClient:
 
     def signatures(self, model: str) -> dict[str, Signature]:
         metadata = self._request(f"/v1/models/{model}/metadata")
-        return _signatures(json_format.ParseDict(metadata, get_model_metadata_pb2.GetModelMetadataResponse()))
+        # TF Serving's REST metadata is the SignatureDefMap unpacked from its Any (no "@type").
+        return _signatures(json_format.ParseDict(metadata["metadata"]["signature_def"], get_model_metadata_pb2.SignatureDefMap()))
 
     def predict(self, model: str, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         body = {"signature_name": signature.name, "inputs": {name: _json_value(value) for name, value in inputs.items()}}
@@ -118,7 +117,7 @@ class GrpcClient:
         except self._grpc.RpcError as error:
             if error.code() == self._grpc.StatusCode.UNAVAILABLE:
                 raise ServerError(
-                    f"cannot reach {self.address} ({error.details()}); start one with: python -m app.serve --grpc-port 8500"
+                    f"cannot reach {self.address} ({error.details()}); start one with: python -m app.serve (gRPC on port 8500)"
                 ) from None
             raise ServerError(f"{self.address} answered {error.code().name}: {error.details()}") from None
 
@@ -126,7 +125,9 @@ class GrpcClient:
         request = get_model_metadata_pb2.GetModelMetadataRequest(
             model_spec=model_pb2.ModelSpec(name=model), metadata_field=["signature_def"]
         )
-        return _signatures(self._call(self.stub.GetModelMetadata, request))
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        self._call(self.stub.GetModelMetadata, request).metadata["signature_def"].Unpack(signature_map)
+        return _signatures(signature_map)
 
     def predict(self, model: str, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         request = predict_pb2.PredictRequest(

@@ -49,10 +49,12 @@ class ServerProcess:
         self.stop()
 
 
-def start_server(model_base: str | Path, *flags: str, startup_timeout: float = 180) -> ServerProcess:
-    """``python -m app.serve --model-base model_base --port 0 --grpc-port 0 *flags``; returns once it listens."""
+def start_server(model_base: str | Path | None, *flags: str, startup_timeout: float = 180) -> ServerProcess:
+    """``python -m app.serve [--model-base model_base] --rest_api_port 0 --port 0 *flags`` (free ports);
+    returns once it listens."""
     log_path = Path(tempfile.mkstemp(prefix="fromzero-serve-", suffix=".log")[1])
-    command = [sys.executable, "-m", "app.serve", "--model-base", str(model_base), "--port", "0", "--grpc-port", "0", *flags]
+    base = ["--model-base", str(model_base)] if model_base is not None else []
+    command = [sys.executable, "-m", "app.serve", *base, "--rest_api_port", "0", "--port", "0", *flags]
     with open(log_path, "w") as log_file:
         process = subprocess.Popen(
             command, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -1,46 +1,27 @@
-"""Find, load and hot-swap the models under ``--model-base``, the way TF Serving's file-system source does.
+"""Which versions of which models are served: TF Serving's file-system source, version policies and labels.
 
-``<base>/<name>/<version>/saved_model.pb``: every sub-folder with numeric version folders is a model,
-and its newest version is served. A newer version is loaded (and warmed up) beside the old one,
-which keeps answering until the swap; a version that fails to load (e.g. still being copied) is
-retried once its files change. Names and versions come from the folder listing only, so no request
-can name a path outside the base.
+A model is a ``ModelSource``: a name, a base folder of numbered version folders (``00000123/`` is
+version 123) and a version policy, from ``--model_config_file``, ``--model_name/--model_base_path``
+or, by default, every sub-folder of ``--model-base``. ``refresh()`` (polled) loads the versions the
+policy wants and unloads the others; a new version is loaded (and warmed up) beside the old one,
+which keeps answering until the swap. A version that fails to load is logged, skipped (the
+``latest`` policy then serves the next older one) and retried once its files change; a missing or
+broken model folder never stops the server. Names and versions come from the config and the folder
+listing only, so no request can name a path outside them.
 """
 
 from __future__ import annotations
 
-import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import tensorflow as tf
-import tensorflow_text  # noqa: F401  registers the TF Text ops (raw-string BERT exports), as TF Serving bundles them
-from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.config import model_server_config_pb2
 
 from app.serving.errors import InvalidRequest, NotFound
-from app.serving.tensors import Signature, from_tensor_proto
-from app.serving.warmup import read_warmup_requests
-
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-DEFAULT_SIGNATURE = "serving_default"
-
-
-def check_model_name(name: str) -> str:
-    if not MODEL_NAME.fullmatch(name) or ".." in name:
-        raise InvalidRequest(f"invalid model name {name[:80]!r}: use letters, digits, '_', '-' and '.'")
-    return name
-
-
-def check_version(version: str | None) -> int | None:
-    if version is None:
-        return None
-    if not version.isdigit() or len(version) > 18:
-        raise InvalidRequest(f"invalid version {version[:40]!r}: versions are positive integers")
-    return int(version)
+from app.serving.servable import Servable
 
 
 def servable_versions(model_dir: Path) -> dict[int, Path]:
@@ -58,119 +39,177 @@ def _fingerprint(folder: Path) -> tuple:
     return tuple(sorted((str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in folder.rglob("*") if path.is_file()))
 
 
-def model_error_message(error: tf.errors.OpError) -> str:
-    """The line of a graph error that helps the caller: a ``tf.debugging.Assert``'s own message
-    (``assertion failed: [text] [value]`` becomes ``text value``), else the first line."""
-    lines = error.message.splitlines()
-    for line in lines:
-        if line.startswith("assertion failed:"):
-            parts = re.findall(r"\[([^\[\]]*)\]", line.removeprefix("assertion failed:"))
-            return " ".join(parts).replace("\\'", "'")
-    boilerplate = ("Graph execution error", "Detected at node", "<stack traces", "\t", " ")
-    return next((line for line in lines if line.strip() and not line.startswith(boilerplate)), lines[0])
-
-
-@dataclass
-class Servable:
-    """One loaded version of one model."""
+@dataclass(frozen=True)
+class ModelSource:
+    """One model as TF Serving's ``ModelConfig`` describes it: where its versions are, which to serve
+    (``latest`` N, ``all`` or ``specific`` ones) and the version labels (e.g. stable / canary)."""
 
     name: str
-    version: int
-    path: Path
-    signatures: dict[str, Signature]
-    signature_defs: get_model_metadata_pb2.SignatureDefMap
-    loaded: object
+    base_path: Path
+    policy: str = "latest"
+    num_versions: int = 1
+    specific: tuple[int, ...] = ()
+    labels: tuple[tuple[str, int], ...] = ()
 
     @classmethod
-    def load(cls, name: str, version: int, path: Path) -> "Servable":
-        proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
-        loaded = tf.saved_model.load(str(path))
-        signature_defs = proto.meta_graphs[0].signature_def
-        signatures = {key: Signature.from_proto(key, signature_defs[key]) for key in loaded.signatures}
-        return cls(name, version, path, signatures, get_model_metadata_pb2.SignatureDefMap(signature_def=signature_defs), loaded)
+    def from_config(cls, config: model_server_config_pb2.ModelConfig, base_path: Path) -> "ModelSource":
+        policy = config.model_version_policy.WhichOneof("policy_choice") or "latest"
+        return cls(
+            config.name,
+            base_path,
+            policy,
+            # TF Serving serves at least one version under `latest` (file_system_storage_path_source.cc).
+            max(1, config.model_version_policy.latest.num_versions),
+            tuple(sorted(config.model_version_policy.specific.versions)),
+            tuple(sorted(config.version_labels.items())),
+        )
 
-    def signature(self, name: str | None) -> Signature:
-        name = name or DEFAULT_SIGNATURE
-        if name not in self.signatures:
-            raise InvalidRequest(f'Serving signature key "{name}" not found (this model has {sorted(self.signatures)})')
-        return self.signatures[name]
+    def candidates(self, on_disk: dict[int, Path]) -> list[int]:
+        """Versions on disk the policy may serve, newest first."""
+        if self.policy == "specific":
+            return [version for version in sorted(self.specific, reverse=True) if version in on_disk]
+        return sorted(on_disk, reverse=True)
 
-    def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Call one signature on checked input arrays; model-side failures become InvalidRequest."""
-        function = self.loaded.signatures[signature_name]
-        try:
-            outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
-        except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as error:
-            raise InvalidRequest(f"the model rejected the input: {model_error_message(error)}") from None
-        return {name: np.array(value.numpy(), dtype=object if value.dtype == tf.string else None) for name, value in outputs.items()}
+    def wanted_count(self, candidates: list[int]) -> int:
+        return self.num_versions if self.policy == "latest" else len(candidates)
 
-    def warm_up(self) -> int:
-        """Replay the export's warm-up requests; returns how many ran."""
-        requests = read_warmup_requests(self.path)
-        for request in requests:
-            signature = self.signature(request.model_spec.signature_name)
-            self.run(signature.name, {key: from_tensor_proto(value, signature.inputs[key]) for key, value in request.inputs.items()})
-        return len(requests)
+
+@dataclass(frozen=True)
+class VersionState:
+    """A version's state as GetModelStatus reports it (``ModelVersionStatus.State`` name and error)."""
+
+    state: str
+    error: str = ""
 
 
 class ModelRepository:
-    """The models served from one base folder; ``refresh()`` picks up new versions."""
+    """The models served; ``refresh()`` applies the sources' policies to what is on disk now."""
 
-    def __init__(self, base: str | Path, log: Callable[[str], None] = print):
-        self.base = Path(base)
-        self.log = log
-        self._servables: dict[str, Servable] = {}
+    def __init__(self, list_sources: Callable[[], list[ModelSource]], log: Callable[[str], None] = print, metrics=None,
+                 warm_up: bool = True, labels_for_unavailable: bool = False):
+        self.list_sources, self.log, self.metrics, self.warm_up = list_sources, log, metrics, warm_up
+        self.labels_for_unavailable = labels_for_unavailable
+        self._loaded: dict[str, dict[int, Servable]] = {}
+        self._states: dict[str, dict[int, VersionState]] = {}
+        self._labels: dict[str, dict[str, int]] = {}
         self._failed: dict[tuple[str, int], tuple] = {}
+        self._said: set[str] = set()
         self._refresh_lock = threading.Lock()
 
-    def model_dirs(self) -> dict[str, Path]:
-        """Folders under the base that look like models (valid name, at least one version)."""
-        found = {}
-        for entry in sorted(self.base.iterdir()):
-            if MODEL_NAME.fullmatch(entry.name) and ".." not in entry.name and entry.is_dir() and servable_versions(entry):
-                found[entry.name] = entry
-        return found
+    def _say_once(self, message: str) -> None:
+        if message not in self._said:
+            self._said.add(message)
+            self.log(message)
 
     def refresh(self) -> None:
-        """Load the newest loadable version of every model whose served version is not the newest."""
         with self._refresh_lock:
-            model_dirs = self.model_dirs()
-            for name in set(self._servables) - set(model_dirs):
-                self.log(f"model {name} removed from {self.base}: no longer served")
-                del self._servables[name]
-            for name, model_dir in model_dirs.items():
-                self._refresh_model(name, model_dir)
+            sources = self.list_sources()
+            for name in set(self._loaded) - {source.name for source in sources}:
+                self.log(f"model {name} is gone: no longer served")
+                for version in self._loaded[name]:
+                    self._set_state(name, version, VersionState("END"))
+                del self._loaded[name]
+                self._labels.pop(name, None)
+            for source in sources:
+                self._refresh_model(source)
 
-    def _refresh_model(self, name: str, model_dir: Path) -> None:
-        current = self._servables.get(name)
-        for version, path in reversed(servable_versions(model_dir).items()):
-            if current is not None and current.version == version:
-                return
-            fingerprint = _fingerprint(path)
-            if self._failed.get((name, version)) == fingerprint:
-                continue
-            try:
-                servable = Servable.load(name, version, path)
-                warmed = servable.warm_up()
-            except Exception as error:  # a broken or half-copied version: keep serving the old one
-                self._failed[(name, version)] = fingerprint
-                self.log(f"could not load {name} version {version} from {path}: {str(error).splitlines()[0][:300]}")
-                continue
-            self._servables[name] = servable
-            self._failed.pop((name, version), None)
-            self.log(f"serving {name} version {version} ({len(servable.signatures)} signatures, {warmed} warm-up requests)")
-            return
+    def _set_state(self, name: str, version: int, state: VersionState) -> None:
+        self._states[name] = {**self._states.get(name, {}), version: state}
+        if self.metrics is not None:
+            self.metrics.set_model_state(name, version, state.state)
+
+    def _refresh_model(self, source: ModelSource) -> None:
+        if not source.base_path.is_dir():
+            self._say_once(f"model {source.name}: no folder at {source.base_path}; waiting for it")
+            on_disk = {}
+        else:
+            on_disk = servable_versions(source.base_path)
+        loaded = self._loaded.get(source.name, {})
+        candidates = source.candidates(on_disk)
+        for version in sorted(set(source.specific) - set(on_disk)):
+            self._say_once(f"model {source.name}: version {version} of the config is not under {source.base_path}")
+        kept: dict[int, Servable] = {}
+        for version in candidates:
+            if len(kept) == source.wanted_count(candidates):
+                break
+            servable = loaded.get(version) or self._load(source.name, version, on_disk[version])
+            if servable is not None:
+                kept[version] = servable
+        for version in sorted(set(loaded) - set(kept)):
+            self._set_state(source.name, version, VersionState("END"))
+            self.log(f"model {source.name}: version {version} unloaded")
+        self._loaded[source.name] = kept
+        labels = {}
+        for label, version in source.labels:
+            if version in kept or self.labels_for_unavailable:
+                labels[label] = version
+            else:  # TF Serving's wording (server_core.cc, UpdateModelVersionLabelMap); it refuses the config
+                self._say_once(
+                    f"Request to assign label to version {version} of model {source.name}, which is not currently "
+                    f"available for inference (label {label!r} waits for it; see --allow_version_labels_for_unavailable_models)"
+                )
+        self._labels[source.name] = labels
+
+    def _load(self, name: str, version: int, path: Path) -> Servable | None:
+        """Load and warm up one version; None (logged, remembered until its files change) if it fails."""
+        fingerprint = _fingerprint(path)
+        if self._failed.get((name, version)) == fingerprint:
+            return None
+        self._set_state(name, version, VersionState("LOADING"))
+        started = time.perf_counter()
+        try:
+            servable = Servable.load(name, version, path)
+            servable.metrics = self.metrics
+            warmed = servable.warm_up() if self.warm_up else 0
+        except Exception as error:  # a broken or half-copied version: keep serving the others
+            message = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+            self._failed[(name, version)] = fingerprint
+            self._set_state(name, version, VersionState("END", message))
+            self._record_load(path, False, started)
+            self.log(f"could not load {name} version {version} from {path}: {message}")
+            return None
+        self._failed.pop((name, version), None)
+        self._set_state(name, version, VersionState("AVAILABLE"))
+        self._record_load(path, True, started)
+        self.log(f"serving {name} version {version} ({len(servable.signatures)} signatures, {warmed} warm-up requests)")
+        return servable
+
+    def _record_load(self, path: Path, ok: bool, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.record_load(str(path), ok, time.perf_counter() - started)
 
     @property
-    def servables(self) -> dict[str, Servable]:
-        return dict(self._servables)
+    def served(self) -> dict[str, list[int]]:
+        """Model name -> the versions being served."""
+        return {name: sorted(versions) for name, versions in self._loaded.items() if versions}
 
-    def get(self, name: str, version: str | None = None) -> Servable:
-        """The servable for a request's model name and optional version (the served one must match)."""
-        check_model_name(name)
-        wanted = check_version(version)
-        servable = self._servables.get(name)
-        if servable is None or (wanted is not None and wanted != servable.version):
-            request = f"Latest({name})" if wanted is None else f"Specific({name}, {wanted})"
+    def get(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+        """The servable for a request's model spec, with TF Serving's errors (server_core.cc)."""
+        if not name:
+            raise InvalidRequest("ModelSpec has no name specified.")
+        if version is not None and label is not None:
+            raise InvalidRequest(f"Both model version ({version}) and model version label ({label}) cannot be supplied.")
+        if label is not None:
+            version = self._labels.get(name, {}).get(label)
+            if version is None:
+                raise InvalidRequest(f"Unrecognized servable version label: {label}")
+        versions = self._loaded.get(name, {})
+        servable = versions.get(version) if version is not None else versions[max(versions)] if versions else None
+        if servable is None:
+            request = f"Latest({name})" if version is None else f"Specific({name}, {version})"
             raise NotFound(f"Servable not found for request: {request}")
         return servable
+
+    def status(self, name: str, version: int | None = None) -> dict[int, VersionState]:
+        """Version -> state for GetModelStatus, newest first as TF Serving's state monitor orders them
+        (servable_state_monitor.h), with get_model_status_impl.cc's errors."""
+        if not name:
+            raise InvalidRequest("Missing model name in request.")
+        states = self._states.get(name, {})
+        if version is not None:
+            if version not in states:
+                raise NotFound(f"Could not find version {version} of model {name}")
+            return {version: states[version]}
+        if not states:
+            raise NotFound(f"Could not find any versions of model {name}")
+        return dict(sorted(states.items(), reverse=True))

@@ -1,20 +1,22 @@
 """Request values <-> NumPy arrays, checked against a signature, in TF Serving's JSON and TensorProto forms.
 
-The JSON rules are TF Serving's REST API: the *row* format (``"instances"``: one entry per example,
-a plain value when the signature has one input, a ``{name: value}`` object otherwise) answers with
-``"predictions"``; the *columnar* format (``"inputs"``: whole batched tensors) answers with
-``"outputs"``. Binary strings travel as ``{"b64": "..."}``. One deliberate difference: NaN and
-infinite numbers are rejected (400) instead of being passed to the model.
+The JSON rules are TF Serving's REST API (tensorflow_serving/util/json_tensor.cc): the *row* format
+(``"instances"``: one entry per example, a plain value when the signature has one input, a
+``{name: value}`` object otherwise) answers with ``"predictions"``; the *columnar* format
+(``"inputs"``: whole batched tensors) answers with ``"outputs"``. Binary strings travel as
+``{"b64": "..."}``. Like TF Serving, shapes are not checked here: the graph decides what it accepts.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from app.serving.errors import InvalidRequest
@@ -52,6 +54,7 @@ class Signature:
     name: str
     inputs: dict[str, TensorInfo]
     outputs: dict[str, TensorInfo]
+    method_name: str = ""
 
     @classmethod
     def from_proto(cls, name: str, proto: meta_graph_pb2.SignatureDef) -> "Signature":
@@ -59,6 +62,7 @@ class Signature:
             name,
             {key: TensorInfo.from_proto(key, value) for key, value in sorted(proto.inputs.items())},
             {key: TensorInfo.from_proto(key, value) for key, value in sorted(proto.outputs.items())},
+            proto.method_name,
         )
 
     @property
@@ -75,14 +79,21 @@ class Signature:
 def parse_json_request(body: object, signature: Signature) -> tuple[dict[str, np.ndarray], bool]:
     """The input arrays of a ``:predict`` body, and whether it used the row (``instances``) format."""
     if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object with 'instances' or 'inputs'")
+        raise InvalidRequest(f"JSON Value: {json_debug(body)} Is not object")
     if "instances" in body and "inputs" in body:
-        raise InvalidRequest("a request cannot contain both 'instances' and 'inputs'")
+        raise InvalidRequest(
+            f"JSON Value: {json_debug(body)} Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"
+        )
     if "instances" in body:
-        return _rows_to_arrays(body["instances"], signature), True
+        return _rows_to_arrays(body["instances"], signature, body), True
     if "inputs" in body:
         return _columns_to_arrays(body["inputs"], signature), False
-    raise InvalidRequest("missing 'inputs' or 'instances' key")
+    raise InvalidRequest("Missing 'inputs' or 'instances' key")
+
+
+def json_debug(value: object) -> str:
+    """A JSON value on one line, as TF Serving quotes the offending value in its messages."""
+    return json.dumps(value, separators=(",", ":"))[:200]
 
 
 def _is_named(value: object, signature: Signature) -> bool:
@@ -90,52 +101,75 @@ def _is_named(value: object, signature: Signature) -> bool:
     return isinstance(value, dict) and not _is_b64(value)
 
 
-def _rows_to_arrays(instances: object, signature: Signature) -> dict[str, np.ndarray]:
+def _rows_to_arrays(instances: object, signature: Signature, body: dict) -> dict[str, np.ndarray]:
+    """The ``instances`` list stacked into one tensor per input (``FillTensorMapFromInstancesList``)."""
     if not isinstance(instances, list):
-        raise InvalidRequest("'instances' must be a list with one entry per example")
+        raise InvalidRequest(f"JSON Value: {json_debug(body)} Expecting 'instances' to be an list/array")
     if not instances:
-        raise InvalidRequest("'instances' is empty: send at least one example")
-    if any(info.shape == () for info in signature.inputs.values()):
-        raise InvalidRequest(f"signature '{signature.name}' takes scalars ({signature.expected_inputs()}): use 'inputs'")
-    if not any(_is_named(instance, signature) for instance in instances):
-        name = _only_input(signature, "instances")
-        return {name: to_array(instances, signature.inputs[name], "instances")}
+        raise InvalidRequest(f"JSON Value: {json_debug(body)} No values in 'instances' array")
+    if not _is_named(instances[0], signature):
+        if len(signature.inputs) != 1:
+            raise InvalidRequest(
+                "instances is a plain list, but expecting list of objects as multiple input tensors required as per "
+                f"tensorinfo_map (signature '{signature.name}' expects {signature.expected_inputs()})"
+            )
+        for index, instance in enumerate(instances):
+            if _is_named(instance, signature):
+                raise InvalidRequest(f"Expecting value/list but got object at item {index} of input list")
+        name = next(iter(signature.inputs))
+        return {name: _stack(instances, signature.inputs[name], "")}
     columns: dict[str, list] = {name: [] for name in signature.inputs}
     for index, instance in enumerate(instances):
         if not _is_named(instance, signature):
-            raise InvalidRequest(f"instance {index} is not an object of named inputs like the others")
-        check_input_names(instance, signature, f"instance {index}")
+            raise InvalidRequest(f"Expecting object but got list at item {index} of input list")
+        if set(instance) != set(signature.inputs):
+            raise InvalidRequest(
+                f"Failed to process element: {index} of 'instances' list. JSON object: {json_debug(instance)} "
+                f"keys must be equal to: {','.join(sorted(signature.inputs))}"
+            )
         for name in signature.inputs:
             columns[name].append(instance[name])
-    return {name: to_array(values, signature.inputs[name], name) for name, values in columns.items()}
+    return {name: _stack(values, signature.inputs[name], name) for name, values in columns.items()}
+
+
+def _stack(values: list, info: TensorInfo, key: str) -> np.ndarray:
+    """One tensor from the instances' values; when they do not stack, TF Serving's message for the
+    first instance that differs from the first one (``AddInstanceItem``)."""
+    try:
+        return to_array(values, info, "instances" if not key else key)
+    except InvalidRequest as error:
+        first = None
+        for index, value in enumerate(values):
+            where = f"Failed to process element: {index}{f' key: {key}' if key else ''} of 'instances' list. Error: INVALID_ARGUMENT: "
+            try:
+                item = to_array(value, info)
+            except InvalidRequest as item_error:
+                raise InvalidRequest(where + str(item_error)) from None
+            if first is None:
+                first = item
+            elif item.size != first.size:
+                raise InvalidRequest(f"{where}Expecting tensor size: {first.size} but got: {item.size}") from None
+            elif item.shape != first.shape:
+                raise InvalidRequest(f"{where}Expecting shape {list(first.shape)} but got: {list(item.shape)}") from None
+        raise error
 
 
 def _columns_to_arrays(inputs: object, signature: Signature) -> dict[str, np.ndarray]:
+    """The ``inputs`` value: one tensor, or an object of named tensors (``FillTensorMapFromInputsMap``)."""
     if _is_named(inputs, signature):
-        check_input_names(inputs, signature, "'inputs'")
+        for name in signature.inputs:
+            if name not in inputs:
+                raise InvalidRequest(
+                    f"Missing named input: {name} in 'inputs' object. (signature '{signature.name}' expects {signature.expected_inputs()})"
+                )
         return {name: to_array(inputs[name], signature.inputs[name], name) for name in signature.inputs}
-    name = _only_input(signature, "inputs")
-    return {name: to_array(inputs, signature.inputs[name], name)}
-
-
-def _only_input(signature: Signature, key: str) -> str:
     if len(signature.inputs) != 1:
         raise InvalidRequest(
-            f"signature '{signature.name}' has several inputs ({signature.expected_inputs()}): "
-            f"give '{key}' as objects keyed by input name"
+            "inputs is a plain value/list, but expecting an object as multiple input tensors required as per "
+            f"tensorinfo_map (signature '{signature.name}' expects {signature.expected_inputs()})"
         )
-    return next(iter(signature.inputs))
-
-
-def check_input_names(names, signature: Signature, where: str) -> None:
-    """Every input of the signature, and nothing else, must be given."""
-    unknown = sorted(set(names) - set(signature.inputs))
-    missing = sorted(set(signature.inputs) - set(names))
-    if unknown or missing:
-        problems = ([f"unknown input(s) {unknown}"] if unknown else []) + ([f"missing input(s) {missing}"] if missing else [])
-        raise InvalidRequest(
-            f"{where}: {' and '.join(problems)}; signature '{signature.name}' expects {signature.expected_inputs()}"
-        )
+    name = next(iter(signature.inputs))
+    return {name: to_array(inputs, signature.inputs[name], name)}
 
 
 def _is_b64(value: object) -> bool:
@@ -152,21 +186,27 @@ def _decode_strings(value: object, where: str) -> object:
         try:
             return base64.b64decode(value["b64"], validate=True)
         except (binascii.Error, TypeError, ValueError):
-            raise InvalidRequest(f"{where}: the 'b64' value is not valid base64") from None
-    raise InvalidRequest(f"{where}: expected strings, got {type(value).__name__} {str(value)[:40]}")
+            raise InvalidRequest(f"{_at(where)}the 'b64' value is not valid base64") from None
+    raise InvalidRequest(f"{_at(where)}expected strings, got {type(value).__name__} {str(value)[:40]}")
 
 
 def _reject_b64(value: object, where: str) -> None:
     if _is_b64(value):
-        raise InvalidRequest(f"{where}: 'b64' values are only accepted for string inputs")
+        raise InvalidRequest(f"{_at(where)}'b64' values are only accepted for string inputs")
     if isinstance(value, list):
         for item in value:
             _reject_b64(item, where)
 
 
-def to_array(value: object, info: TensorInfo, where: str) -> np.ndarray:
-    """A JSON value as an array of ``info``'s dtype and shape, or InvalidRequest saying what is wrong."""
-    where = f"input '{info.name}'" if where == info.name else f"{where} (input '{info.name}')"
+def _at(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
+def to_array(value: object, info: TensorInfo, where: str = "") -> np.ndarray:
+    """A JSON value as an array of ``info``'s dtype, or InvalidRequest saying what is wrong (and
+    ``where``, unless empty)."""
+    if where:
+        where = f"input '{info.name}'" if where == info.name else f"{where} (input '{info.name}')"
     try:
         if info.dtype == tf.string:
             array = np.array(_decode_strings(value, where), dtype=object)
@@ -175,59 +215,57 @@ def to_array(value: object, info: TensorInfo, where: str) -> np.ndarray:
             array = _numeric_array(value, info.dtype, where)
     except ValueError as error:
         if "inhomogeneous" in str(error) or "sequence" in str(error):
-            raise InvalidRequest(f"{where}: the values do not form a rectangular tensor (rows of different lengths)") from None
-        raise InvalidRequest(f"{where}: {error}") from None
-    check_array(array, info, where)
+            raise InvalidRequest(f"{_at(where)}the values do not form a rectangular tensor (rows of different lengths)") from None
+        raise InvalidRequest(f"{_at(where)}{error}") from None
     return array
 
 
 def _numeric_array(value: object, dtype: tf.dtypes.DType, where: str) -> np.ndarray:
     raw = np.array(value)
     if raw.dtype == object or raw.dtype.kind in "USV":
-        raise InvalidRequest(f"{where}: expected {dtype.name} numbers, got {_describe_leaf(value)}")
+        raise InvalidRequest(f"{_at(where)}JSON Value: {_describe_leaf(value)} is not of expected type: {_tf_type_name(dtype)}")
     if dtype.is_bool:
         if raw.dtype.kind != "b":
-            raise InvalidRequest(f"{where}: expected true/false values, got {raw.dtype.name}")
+            raise InvalidRequest(f"{_at(where)}expected true/false values, got {raw.dtype.name}")
         return raw
     if raw.dtype.kind == "b":
-        raise InvalidRequest(f"{where}: expected {dtype.name} numbers, got true/false")
-    if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
-        raise InvalidRequest(f"{where}: NaN or infinite values are not valid model inputs")
+        raise InvalidRequest(f"{_at(where)}expected {dtype.name} numbers, got true/false")
     if dtype.is_integer:
         if raw.dtype.kind == "f":
-            raise InvalidRequest(f"{where}: expected {dtype.name} integers, got fractional numbers")
+            raise InvalidRequest(f"{_at(where)}expected {dtype.name} integers, got fractional numbers")
         if raw.size and (raw.min() < dtype.min or raw.max() > dtype.max):
-            raise InvalidRequest(f"{where}: values outside the {dtype.name} range [{dtype.min}, {dtype.max}]")
+            raise InvalidRequest(f"{_at(where)}values outside the {dtype.name} range [{dtype.min}, {dtype.max}]")
     return raw.astype(dtype.as_numpy_dtype)
 
 
 def _describe_leaf(value: object) -> str:
+    """The first value that is not a list, as TF Serving's type error quotes it."""
     while isinstance(value, list) and value:
         value = value[0]
-    return f"{type(value).__name__} {str(value)[:40]!r}"
+    kind = {str: "String", dict: "Object", bool: "Bool", type(None): "Null"}.get(type(value), "Number")
+    return f"{json_debug(value)} Type: {kind}"
 
 
-def check_array(array: np.ndarray, info: TensorInfo, where: str) -> None:
-    """Shape check against the signature: same rank, fixed dimensions equal, a non-empty batch."""
-    if info.shape is None:
-        return
-    if array.ndim != len(info.shape):
-        raise InvalidRequest(
-            f"{where}: got a tensor of shape {list(array.shape)} but the signature expects {info.describe()}"
-        )
-    for got, want in zip(array.shape, info.shape):
-        if want is not None and got != want:
-            raise InvalidRequest(
-                f"{where}: got a tensor of shape {list(array.shape)} but the signature expects {info.describe()}"
-            )
-    if info.batched and array.shape[0] == 0:
-        raise InvalidRequest(f"{where}: the batch is empty: send at least one example")
+def _tf_type_name(dtype: tf.dtypes.DType) -> str:
+    """TensorFlow's C++ name of a dtype (``DataTypeString``): float, double, int32, string, ..."""
+    return {"float32": "float", "float64": "double"}.get(dtype.name, dtype.name)
 
 
 # ---- JSON responses ------------------------------------------------------------------------------
 
 
+def _decimals(array: np.ndarray) -> list:
+    """Floats as TF Serving writes them (``WriteDecimal`` in json_tensor.cc): six significant digits when
+    that reads back as the same value, else full precision, so a float32 2.05 is 2.05, not 2.0499999523."""
+    short = np.char.mod("%.6g", array)
+    exact = (short.astype(array.dtype) == array) | ~np.isfinite(array)
+    full = np.char.mod("%.9g" if array.dtype.itemsize <= 4 else "%.17g", array)
+    return np.where(exact, short, full).astype(np.float64).tolist()
+
+
 def _jsonable(array: np.ndarray, name: str) -> object:
+    if array.dtype.kind == "f":
+        return _decimals(array)
     if array.dtype != object:
         return array.tolist()
     as_b64 = name.endswith("_bytes")
@@ -269,16 +307,32 @@ def from_tensor_proto(proto, info: TensorInfo) -> np.ndarray:
     where = f"input '{info.name}'"
     got = tf.dtypes.as_dtype(proto.dtype) if proto.dtype else None
     if got != info.dtype:
-        raise InvalidRequest(f"{where}: expects {info.dtype.name} but {got.name if got else 'no dtype'} was provided")
+        raise InvalidRequest(f"{_at(where)}expects {info.dtype.name} but {got.name if got else 'no dtype'} was provided")
     try:
         array = tf.make_ndarray(proto)
     except (ValueError, TypeError) as error:
-        raise InvalidRequest(f"{where}: malformed TensorProto ({error})") from None
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-        raise InvalidRequest(f"{where}: NaN or infinite values are not valid model inputs")
-    check_array(array, info, where)
+        raise InvalidRequest(f"{_at(where)}malformed TensorProto ({error})") from None
     return array
 
 
+# The repeated field of TensorProto each dtype's values go into, as TensorFlow's ``Tensor::AsProtoField``
+# fills them; TF Serving answers Predict that way (predict_util.cc), so clients reading ``.float_val`` work.
+_VALUE_FIELDS = {
+    "float32": "float_val", "float64": "double_val", "int32": "int_val", "int16": "int_val", "int8": "int_val",
+    "uint8": "int_val", "uint16": "int_val", "int64": "int64_val", "bool": "bool_val", "string": "string_val",
+    "uint32": "uint32_val", "uint64": "uint64_val", "float16": "half_val", "bfloat16": "half_val",
+}
+
+
 def to_tensor_proto(array: np.ndarray):
-    return tf.make_tensor_proto(array)
+    """An output array as TF Serving writes it: dtype, shape and the typed value field."""
+    dtype = tf.string if array.dtype == object else tf.dtypes.as_dtype(array.dtype)
+    field = _VALUE_FIELDS.get(dtype.name)
+    if field is None:
+        return tf.make_tensor_proto(array)
+    proto = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum, tensor_shape=tf.TensorShape(array.shape).as_proto())
+    flat = array.reshape(-1)
+    if field == "half_val":
+        flat = flat.view(np.uint16)
+    getattr(proto, field).extend(flat.tolist())
+    return proto
