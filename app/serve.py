@@ -102,12 +102,12 @@ async def serve(config: ServeConfig) -> dict:
     from app.serving.rest import build_rest_app
 
     volumes = tuple(Volume.parse(text) for text in config.volume)
+    batching = batching_config(config, volumes)
+    metrics, metrics_path = monitoring(config, volumes)
     list_sources, where = model_sources(
         config.model_base, config.model_name, config.model_base_path, config.model_config_file, volumes, log,
         reload_config=config.model_config_file_poll_wait_seconds > 0,
     )
-    batching = batching_config(config, volumes)
-    metrics, metrics_path = monitoring(config, volumes)
     if config.tensorflow_intra_op_parallelism:
         import tensorflow as tf
 

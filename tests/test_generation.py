@@ -79,7 +79,7 @@ def test_long_generations_run_past_the_context(export):
     ],
 )
 def test_bad_requests_are_refused_with_a_clear_message(export, change, message):
-    from app.serving.repository import model_error_message
+    from app.serving.servable import model_error_message
 
     _, loaded = export
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
