@@ -14,7 +14,6 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -299,40 +298,3 @@ def test_one_client_does_not_wait_for_the_batch_window():
     with ThreadPoolExecutor(2) as executor:
         seconds = asyncio.run(go(ModelRunner(executor, BatchingConfig(enabled=True, timeout_ms=2000))))
     assert seconds < 1.0
-
-
-# ---- with a real export, when this checkout has one ------------------------------------------------
-
-STUDENT = Path(__file__).resolve().parents[1] / "saved_models" / "bert_sst2_student_l2" / "1"
-
-
-@pytest.mark.skipif(not (STUDENT / "saved_model.pb").is_file(), reason="no saved_models/bert_sst2_student_l2/1 in this checkout")
-def test_bucketed_bert_calls_answer_as_unbatched_ones():
-    """Filler rows and bucket padding must not change a sentence's answer (BERT masks the padding)."""
-    from app.serving.servable import Servable
-
-    servable = Servable.load("student", 1, STUDENT)
-    signature = servable.signature("serving_default")
-    sentences = ["a gorgeous, witty film", "dull", "it is not a bad movie at all, though it is far too long for its story",
-                 "the acting is superb", "i wanted to like it more than i did", "an utter mess", "funny and moving"]
-    requests = [{"text": np.array([text.encode()], dtype=object)} for text in sentences]
-    calls = []
-    run = servable.run
-
-    def recording_run(name, inputs):
-        if name == "serving_default":
-            calls.append(len(inputs["text"]))
-        return run(name, inputs)
-
-    servable.run = recording_run
-    with ThreadPoolExecutor(2) as executor:
-        expected = answer_all(ModelRunner(executor, BatchingConfig(enabled=False)), servable, signature, requests)
-        calls.clear()
-        config = BatchingConfig(enabled=True, max_batch_size=8, timeout_ms=50, allowed_batch_sizes=(1, 2, 4, 8))
-        runner = ModelRunner(executor, config)
-        got = answer_all(runner, servable, signature, requests)
-        assert runner.length_buckets(servable, signature) == config.length_buckets  # "a a a ..." hits every bucket
-    assert len(calls) < len(sentences) and all(rows in (1, 2, 4, 8) for rows in calls)
-    for want, answer in zip(expected, got):
-        np.testing.assert_allclose(answer["probabilities"], want["probabilities"], atol=1e-4)
-        assert answer["labels"].tolist() == want["labels"].tolist()

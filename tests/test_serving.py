@@ -411,6 +411,41 @@ def test_batching_merges_concurrent_requests_with_the_same_answers(model_base):
 # ---- the client and the server command -----------------------------------------------------------
 
 
+def test_bucketed_bert_calls_answer_as_unbatched_ones(model_base):
+    """Filler rows and bucket padding must not change a sentence's answer (BERT masks the padding)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.serving.batching import BatchingConfig, ModelRunner
+    from app.serving.servable import Servable
+    from tests.test_batching import answer_all
+
+    servable = Servable.load("bert_sst2", 1, export_dir(model_base, "bert_sst2"))
+    signature = servable.signature("serving_default")
+    sentences = ["a gorgeous, witty film", "dull", "it is not a bad movie at all, though it is far too long for its story",
+                 "the acting is superb", "i wanted to like it more than i did", "an utter mess", "funny and moving"]
+    requests = [{"text": np.array([text.encode()], dtype=object)} for text in sentences]
+    calls = []
+    run = servable.run
+
+    def recording_run(name, inputs):
+        if name == "serving_default":
+            calls.append(len(inputs["text"]))
+        return run(name, inputs)
+
+    servable.run = recording_run
+    with ThreadPoolExecutor(2) as executor:
+        expected = answer_all(ModelRunner(executor, BatchingConfig(enabled=False)), servable, signature, requests)
+        calls.clear()
+        config = BatchingConfig(enabled=True, max_batch_size=8, timeout_ms=50, allowed_batch_sizes=(1, 2, 4, 8))
+        runner = ModelRunner(executor, config)
+        got = answer_all(runner, servable, signature, requests)
+        assert runner.length_buckets(servable, signature) == config.length_buckets  # "a a a ..." hits every bucket
+    assert len(calls) < len(sentences) and all(rows in (1, 2, 4, 8) for rows in calls)
+    for want, answer in zip(expected, got):
+        np.testing.assert_allclose(answer["probabilities"], want["probabilities"], atol=1e-4)
+        assert answer["labels"].tolist() == want["labels"].tolist()
+
+
 def test_predict_cli_classifies_text_and_images(server, tmp_path):
     done = run_app("app.predict", "--server", server.rest_url, "--model", "bert_sst2", "a gorgeous, witty film", "dull")
     assert done.returncode == 0, done.stderr
