@@ -1,19 +1,21 @@
 # Two commands for a fresh machine: `make run` trains MNIST, `make test` runs the test suite.
-# Both first create .venv and install requirements.txt (again only when the file changed).
+# Both first create .venv, install the pinned requirements.txt and the project itself (editable,
+# from pyproject.toml), again only when one of those files changed.
 
 PYTHON ?= python3
 VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
-INSTALLED := $(VENV)/requirements.installed
+INSTALLED := $(VENV)/fromzero.installed
 
 .PHONY: setup run test bench serve notebooks lab clean
 
 setup:
 	@test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
-	@cmp -s requirements.txt $(INSTALLED) || { \
+	@cat requirements.txt pyproject.toml | cmp -s - $(INSTALLED) || { \
 		$(VENV_PYTHON) -m pip install --upgrade pip && \
 		$(VENV_PYTHON) -m pip install -r requirements.txt && \
-		cp requirements.txt $(INSTALLED); }
+		$(VENV_PYTHON) -m pip install --no-deps -e . && \
+		cat requirements.txt pyproject.toml > $(INSTALLED); }
 
 run: setup
 	$(VENV_PYTHON) -m app.train mnist

@@ -11,22 +11,24 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from app.cli import ArgumentParser, UsageError, positive_int, run_command
+from app.common import paths
+from app.common.cli import ArgumentParser, positive_int, run_command
+from app.common.errors import UsageError
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m app.export_signature", description="Re-export one signature on its own.")
-    parser.add_argument("--model-dir", default="saved_models/bert_sst2", help="export base (newest version) or one version")
+    parser.add_argument("--model-dir", default=str(paths.TEACHER), help="export base (newest version) or one version")
     parser.add_argument("--version", type=positive_int, help="version under --model-dir (default: newest)")
     parser.add_argument("--signature", default="classify_token_ids", help="the signature to keep")
     parser.add_argument("--name", default="bert_sst2_token_ids", help="model name of the new export")
-    parser.add_argument("--out", default="saved_models", help="folder of exports to write into")
+    parser.add_argument("--out", default=str(paths.SAVED_MODELS), help="folder of exports to write into")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    from app.export import export_one_signature, resolve_version
+    from app.exports.savedmodel import export_one_signature, resolve_version
 
     try:
         source = resolve_version(args.model_dir, args.version)

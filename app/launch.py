@@ -21,16 +21,18 @@ import threading
 import time
 from typing import Sequence
 
-from app.cli import EXIT_USER_ERROR, ArgumentParser, positive_float, positive_int, stop_process
+from app.common.cli import ArgumentParser, positive_float, positive_int
+from app.common.errors import EXIT_USER_ERROR
+from app.common.processes import stop_process
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m app.launch", description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=positive_int, default=2, help="how many worker processes (default 2)")
+    parser.add_argument("--workers", type=positive_int, default=2, help="how many worker processes")
     parser.add_argument("--resume", action="store_true", help="add --resume to the command: continue an interrupted job")
     parser.add_argument(
         "--grace-seconds", type=positive_float, default=10,
-        help="when a worker fails, how long the others get to stop after SIGTERM before SIGKILL (default 10)",
+        help="when a worker fails, how long the others get to stop after SIGTERM before SIGKILL",
     )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command every worker runs")
     return parser

@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from app.cli import ArgumentParser, CommandFailed, UsageError, positive_int, run_command
+from app.common.cli import ArgumentParser, positive_int, run_command
+from app.common.errors import CommandFailed, UsageError
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+QUICK_WORK_DIR = NOTEBOOKS_DIR / "executed" / "quick"
 
 
 def notebook_paths(names: Sequence[str] = ()) -> list[Path]:
@@ -57,6 +59,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("names", nargs="*", help="notebooks to run, by file-name prefix (default: all, in order)")
     parser.add_argument("--out", default=str(NOTEBOOKS_DIR / "executed"), help="folder for the executed copies")
     parser.add_argument("--full", action="store_true", help="full data and epochs instead of QUICK mode")
+    parser.add_argument(
+        "--work-dir", default=str(QUICK_WORK_DIR),
+        help="QUICK mode: where the notebooks write their models, runs and figures (notebook 4 serves what 1-3 wrote there)",
+    )
     parser.add_argument("--timeout", type=positive_int, default=600, help="seconds allowed per cell")
     return parser
 
@@ -66,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     paths = notebook_paths(args.names)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["FROMZERO_QUICK"] = "0" if args.full else "1"  # the kernels inherit it
+    os.environ["FROMZERO_QUICK"] = "0" if args.full else "1"  # the kernels inherit these
+    os.environ["FROMZERO_NOTEBOOK_OUT"] = str(Path(args.work_dir).resolve())
     results = []
     for path in paths:
         print(f"running {path.name} ({'full' if args.full else 'QUICK'} mode) ...", flush=True)

@@ -16,8 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
-from app.cli import ArgumentParser, UsageError, non_negative_float, positive_int, run_command
-from app.generate import SamplingConfig, continue_text
+from app.common.cli import ArgumentParser, non_negative_float, positive_int, run_command
+from app.common.errors import UsageError
+from app.exports.generation import SamplingConfig, continue_text
 
 MNIST_SIDE = 28
 
@@ -82,7 +83,7 @@ def _rows(outputs: dict[str, np.ndarray], sources: list[str]) -> list[dict]:
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m app.predict", description="Query a TF Serving compatible server.")
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--server", default="http://localhost:8501", help="REST address (default)")
+    where.add_argument("--server", default="http://localhost:8501", help="REST address")
     where.add_argument("--grpc", help="gRPC address host:port, used instead of REST")
     parser.add_argument("--model", required=True, help="model name, e.g. bert_sst2, mnist or lm")
     parser.add_argument("inputs", nargs="+", help="texts, image files, or the prompt for a language model")
@@ -94,7 +95,7 @@ def build_parser() -> ArgumentParser:
         "--window", type=positive_int, default=100,
         help="language model without a generate signature: tokens of context per step",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="language model: same seed, same text")
     parser.add_argument("--timeout", type=positive_int, default=30, help="seconds per request")
     return parser
 

@@ -19,14 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from app.cli import ArgumentParser, UsageError, non_negative_float, positive_float, positive_int, run_command
+from app.common import paths
+from app.common.cli import ArgumentParser, non_negative_float, positive_float, positive_int, run_command
+from app.common.errors import UsageError
 
 
 @dataclass(frozen=True)
 class ServeConfig:
     """What to serve, where to listen (port 0 = any free port), batching, monitoring and limits."""
 
-    model_base: str = "saved_models"
+    model_base: str = str(paths.SAVED_MODELS)
     model_name: str = "default"
     model_base_path: str | None = None
     model_config_file: str | None = None
@@ -52,7 +54,7 @@ class ServeConfig:
     # cut one client's p99 latency from 35 to 23 ms. 0 = TensorFlow's default.
     tensorflow_intra_op_parallelism: int = 1
     # bf16 for the loaded graphs through oneDNN's rewrite: auto = on CPUs with bf16 instructions where
-    # it measures faster (see app.devices).
+    # it measures faster (see app.training.devices).
     mixed_precision: str = "auto"
 
 
@@ -62,7 +64,7 @@ def log(message: str) -> None:
 
 def batching_config(config: ServeConfig, volumes):
     """Batching from ``--batching_parameters_file`` (TF Serving's BatchingParameters), else the flags."""
-    from app.serving.batching import BatchingConfig, default_allowed_batch_sizes
+    from app.serving.planning import BatchingConfig, default_allowed_batch_sizes
     from app.serving.config_protos import BatchingParameters, read_text_proto
     from app.serving.model_config import host_path
 
@@ -94,8 +96,8 @@ async def serve(config: ServeConfig) -> dict:
     """Load the models, listen until SIGINT/SIGTERM, and return a summary."""
     from aiohttp import web
 
-    from app import devices
-    from app.serving.batching import ModelRunner
+    from app.training import devices
+    from app.serving.scheduling import ModelRunner
     from app.serving.grpc_service import build_grpc_server
     from app.serving.model_config import Volume, model_sources
     from app.serving.repository import ModelRepository
@@ -188,7 +190,7 @@ def build_parser() -> ArgumentParser:
     tfs.add_argument("--model_config_file_poll_wait_seconds", type=non_negative_float, default=0.0, help="re-read the config file (0 = never)")
     for name, alias, help_text in (
         ("--enable_batching", "--enable-batching", "merge concurrent requests into one model call"),
-        ("--enable_model_warmup", None, "replay assets.extra/tf_serving_warmup_requests after loading (default true)"),
+        ("--enable_model_warmup", None, "replay assets.extra/tf_serving_warmup_requests after loading"),
         ("--enable_cors_support", None, "answer CORS preflights and add CORS headers"),
         ("--allow_version_labels_for_unavailable_models", None, "a label may name a version that is not loaded (yet)"),
     ):
@@ -199,7 +201,7 @@ def build_parser() -> ArgumentParser:
     tfs.add_argument("--rest_api_timeout_in_ms", type=positive_int, default=30_000, help="a REST request's deadline")
     tfs.add_argument("--file_system_poll_wait_seconds", "--poll-seconds", type=positive_float, default=1.0, help="how often to look for new versions")
     tfs.add_argument("--tensorflow_intra_op_parallelism", "--intra-op-threads", type=int, default=1, help="threads inside one model call (0 = TF default)")
-    add("--model-base", default="saved_models", help="without a config or base path: serve every <name>/<version>/ under it")
+    add("--model-base", default=str(paths.SAVED_MODELS), help="without a config or base path: serve every <name>/<version>/ under it")
     add("--volume", action="append", help="HOST:CONTAINER, maps TF Serving container paths in flags and configs (default saved_models:/models and serving:/config)")
     add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 = every interface)")
     add("--max-batch-size", type=positive_int, default=32, help="examples per batched call (without --batching_parameters_file)")

@@ -55,9 +55,9 @@ def project(workdir, train_samples: int, versions: dict) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from app.evaluate import classify
+    from app.exports.predictions import classify
     from app.tasks import BertTask
-    from app.trainer import TrainConfig, train
+    from app.training.trainer import TrainConfig, train
 
     _, _, dev_texts, dev_labels = sst2(train_samples)
     config = TrainConfig(
@@ -84,13 +84,13 @@ def keras_hub_peer(workdir, train_samples: int) -> dict:
     import keras_hub
     import numpy as np
 
-    from app.export_hub import DEFAULT_CHECKPOINT
-    from app.trainer import EpochTimer
+    from app.common.paths import MINILM_CHECKPOINT
+    from app.training.trainer import EpochTimer
 
     keras.utils.set_random_seed(SEED)
     train_texts, train_labels, dev_texts, dev_labels = sst2(train_samples)
-    preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(str(DEFAULT_CHECKPOINT), sequence_length=MAX_LENGTH)
-    classifier = keras_hub.models.BertTextClassifier.from_preset(str(DEFAULT_CHECKPOINT), num_classes=2, preprocessor=preprocessor)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(str(MINILM_CHECKPOINT), sequence_length=MAX_LENGTH)
+    classifier = keras_hub.models.BertTextClassifier.from_preset(str(MINILM_CHECKPOINT), num_classes=2, preprocessor=preprocessor)
     classifier.compile(
         optimizer=keras.optimizers.AdamW(LEARNING_RATE),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -109,7 +109,7 @@ def keras_hub_peer(workdir, train_samples: int) -> dict:
 
 def huggingface_peer(workdir, train_samples: int, precision: str, versions: dict) -> dict:
     """Run bench/hf_peer.py in the peer venv on the same sentences; its figures come back as JSON."""
-    from app.export_hub import DEFAULT_CHECKPOINT
+    from app.common.paths import MINILM_CHECKPOINT
 
     train_texts, train_labels, dev_texts, dev_labels = sst2(train_samples)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,7 @@ def huggingface_peer(workdir, train_samples: int, precision: str, versions: dict
         "learning_rate": LEARNING_RATE, "seed": SEED,
     }))
     command = [str(PEER_VENV / "bin" / "python"), str(REPO_ROOT / "bench" / "hf_peer.py"), "--data", str(data),
-               "--model", str(DEFAULT_CHECKPOINT), "--precision", precision]
+               "--model", str(MINILM_CHECKPOINT), "--precision", precision]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     if done.returncode != 0:
         sys.exit(f"error: the Hugging Face side failed:\n{done.stderr[-2000:]}")
@@ -130,7 +130,7 @@ def huggingface_peer(workdir, train_samples: int, precision: str, versions: dict
 
 
 def main() -> None:
-    from app import devices
+    from app.training import devices
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)

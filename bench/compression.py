@@ -19,11 +19,11 @@ import json
 import statistics
 
 import pandas as pd
-from common import REPO_ROOT  # noqa: F401  (puts the repository on sys.path, offline defaults)
+from common import REPO_ROOT  # noqa: F401  (offline defaults)
 
-from app.devices import cpu_model
-from app.export import resolve_version
-from app.variants import SavedModelVariant, dev_accuracy, timed_round, variants_of
+from app.training.devices import cpu_model
+from app.exports.savedmodel import resolve_version
+from app.exports.variants import SavedModelVariant, dev_accuracy, timed_round, variants_of
 from data_pipelines.sources import resolve_data_file
 from data_pipelines.text_classification import SST2_DEV
 

@@ -1,11 +1,11 @@
 """Text generation speed: the exports' in-graph ``generate`` signature against the per-token loop.
 
-Both sides use the same export. The loop (``app.generate.sample_text``, what exports without a
+Both sides use the same export. The loop (``app.exports.generation.sample_text``, what exports without a
 ``generate`` signature get) calls ``serving_default`` once per new character over the last window
 and samples in Python; ``generate`` runs the whole sampling loop inside the graph, one model step
 per character (the LSTM carries its state, the GPT keeps a key/value cache). Measured
 
-* in process: the export loaded once (``Servable.load``, as ``app.generate.generate`` does) and
+* in process: the export loaded once (``Servable.load``, as ``app.exports.generation.generate`` does) and
   ``continue_text`` with its signatures (in-graph) or with none (forces the loop, like
   ``generate(..., in_graph=False)``); loading is not timed;
 * over REST: against a real ``python -m app.serve`` subprocess, with ``RestClient`` and
@@ -42,7 +42,7 @@ MODELS = {  # key: (flag, what it is, training command's task)
 
 def find_export(model_dir: str) -> Path | None:
     """The newest version under ``model_dir`` (or ``model_dir`` itself if it is one), or None."""
-    from app.export import resolve_version
+    from app.exports.savedmodel import resolve_version
 
     try:
         return resolve_version(model_dir)
@@ -87,15 +87,15 @@ def compare(label: str, run_in_graph, run_loop, rounds: int) -> dict:
 
 
 def sampling(args, warmup: bool):
-    from app.generate import SamplingConfig
+    from app.exports.generation import SamplingConfig
 
     return SamplingConfig(length=8 if warmup else args.length, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
 
 
 def in_process(export_dir: Path, args, label: str) -> dict:
-    """``app.generate.generate``'s path with the export loaded once."""
-    from app.export import read_metadata
-    from app.generate import continue_text, metadata_separator
+    """``app.exports.generation.generate``'s path with the export loaded once."""
+    from app.exports.savedmodel import read_metadata
+    from app.exports.generation import continue_text, metadata_separator
     from app.serving.repository import Servable
 
     metadata = read_metadata(export_dir)
@@ -109,16 +109,16 @@ def in_process(export_dir: Path, args, label: str) -> dict:
         return run
 
     in_graph = side(set(servable.signatures))
-    from app.generate import generate
+    from app.exports.generation import generate
 
     if generate(export_dir, args.prompt, sampling(args, warmup=True)) != in_graph(warmup=True)[1]:
-        raise SystemExit(f"{label}: the timed path does not give app.generate.generate's text")
+        raise SystemExit(f"{label}: the timed path does not give app.exports.generation.generate's text")
     return compare(label, in_graph, side(set()), args.rounds)
 
 
 def over_rest(rest_url: str, name: str, export_dir: Path, args, label: str) -> dict:
-    from app.export import read_metadata
-    from app.generate import continue_text, metadata_separator
+    from app.exports.savedmodel import read_metadata
+    from app.exports.generation import continue_text, metadata_separator
     from app.serving.client import RestClient
 
     metadata = read_metadata(export_dir)
@@ -177,8 +177,8 @@ def main() -> None:
             )
         exports[key] = export_dir
 
-    from app.devices import cpu_model
-    from app.export import read_metadata
+    from app.training.devices import cpu_model
+    from app.exports.savedmodel import read_metadata
     from app.serving.process import start_server
 
     print(f"CPU: {cpu_model()}", flush=True)

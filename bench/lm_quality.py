@@ -2,9 +2,9 @@
 LSTM tutorial code, each trained for ``--minutes`` on Tiny Shakespeare (first 90 % for training, last
 10 % for validation), then scored on the validation split in nats and bits per character.
 
-* gpt: ``app.trainer.train(GptTask(), ...)`` with the task's default epochs (its learning-rate
+* gpt: ``app.training.trainer.train(GptTask(), ...)`` with the task's default epochs (its learning-rate
   schedule is sized by them, as users get it) and early stopping off; the budget cuts it if shorter.
-* lstm: ``app.trainer.train(LanguageModelTask(), ...)`` with epochs and patience large enough that
+* lstm: ``app.training.trainer.train(LanguageModelTask(), ...)`` with epochs and patience large enough that
   the budget ends training.
 * peer: the seeds' tutorial code of ``bench/lstm_vs_peer.py`` (StringLookup, ``batch(seq_len + 1)``,
   shuffle, Embedding(256) -> LSTM(128) -> Dense, Adam, ``model.fit``) for as many epochs as the budget
@@ -38,7 +38,7 @@ LARGE = 1000  # epochs / patience that the budget, not the count, ends
 
 def peer(workdir, minutes: float, seed: int, data_dir: str | None) -> dict:
     """``lstm_vs_peer.tutorial_lstm`` on the whole training text, for a time budget instead of an epoch count."""
-    from app.trainer import StopAfterMinutes
+    from app.training.trainer import StopAfterMinutes
 
     budget = StopAfterMinutes(minutes)
     model, validation, timer = tutorial_lstm(LARGE, None, seed, callbacks=[budget], data_dir=data_dir)
@@ -51,7 +51,7 @@ def peer(workdir, minutes: float, seed: int, data_dir: str | None) -> dict:
 
 
 def project(workdir, task, minutes: float, seed: int, data_dir: str | None, epochs: int | None, patience: int) -> dict:
-    from app.trainer import TrainConfig, train
+    from app.training.trainer import TrainConfig, train
 
     config = TrainConfig(
         epochs=epochs, patience=patience, seed=seed, data_dir=data_dir, max_minutes=minutes,
@@ -95,7 +95,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from app.devices import cpu_model
+    from app.training.devices import cpu_model
     from app.tasks import GptTask, LanguageModelTask
 
     gpt_task = GptTask()

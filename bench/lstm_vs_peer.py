@@ -2,7 +2,7 @@
 
 Peer = the classic `tf.data` text-generation tutorial of seed 000: a StringLookup over characters,
 ``Dataset.batch(seq_len + 1).map(split_input_target).shuffle(10000).batch(64)``, Embedding(256) ->
-LSTM(128) -> Dense(vocab), ``model.fit``. Project = ``app.trainer.train`` on the same characters,
+LSTM(128) -> Dense(vocab), ``model.fit``. Project = ``app.training.trainer.train`` on the same characters,
 same sizes, same epochs. Both are timed per epoch with the same callback and alternate in one process.
 
     python bench/lstm_vs_peer.py [--epochs 2] [--max-train-samples 300000] [--rounds 2]
@@ -24,7 +24,7 @@ def tutorial_lstm(epochs: int, train_chars: int | None, seed: int, callbacks=(),
     import keras
     import tensorflow as tf
 
-    from app.trainer import EpochTimer
+    from app.training.trainer import EpochTimer
     from data_pipelines.sources import resolve_data_file
     from data_pipelines.text import SHAKESPEARE_FILE
 
@@ -65,7 +65,7 @@ def peer(workdir, epochs: int, train_chars: int, seed: int) -> dict:
 
 def project(workdir, epochs: int, train_chars: int, seed: int) -> dict:
     from app.tasks import LanguageModelTask
-    from app.trainer import TrainConfig, train
+    from app.training.trainer import TrainConfig, train
 
     config = TrainConfig(
         epochs=epochs, patience=epochs, batch_size=BATCH_SIZE, seed=seed, max_train_samples=train_chars,

@@ -1,7 +1,7 @@
 """MNIST: the seeds' plain tutorial code against the project's trainer, same network, data, epochs, batch.
 
 Peer = what seeds 000-002 write: numpy arrays straight into ``model.fit(batch_size=32)``, Adam, the
-784-64-64-10 Sequential model (with the correct sparse loss). Project = ``app.trainer.train`` with its
+784-64-64-10 Sequential model (with the correct sparse loss). Project = ``app.training.trainer.train`` with its
 defaults (tf.data pipeline, steps_per_execution, dropout 0.2, early-stopping callbacks, export). Both
 sides are timed per training epoch with the same callback and alternate in one process.
 
@@ -24,7 +24,7 @@ def peer(workdir, epochs: int, seed: int) -> dict:
     import keras
     import numpy as np
 
-    from app.trainer import EpochTimer
+    from app.training.trainer import EpochTimer
     from data_pipelines.mnist import MNIST_FILE, flatten_images, read_mnist_arrays
     from data_pipelines.sources import resolve_data_file
 
@@ -52,7 +52,7 @@ def peer(workdir, epochs: int, seed: int) -> dict:
 
 def project(workdir, epochs: int, seed: int) -> dict:
     from app.tasks import MnistTask
-    from app.trainer import TrainConfig, train
+    from app.training.trainer import TrainConfig, train
 
     config = TrainConfig(
         epochs=epochs, patience=epochs, batch_size=BATCH_SIZE, seed=seed, quiet=True,

@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from app.devices import cpu_model
+    from app.training.devices import cpu_model
 
     print(f"CPU: {cpu_model()}", file=sys.stderr, flush=True)
     half = args.global_batch // 2

@@ -2,11 +2,11 @@
 ``mixed_bfloat16`` against float32 where the CPU has bfloat16 instructions.
 
 Each setting builds the task's default model (``GptTask()``, ``LanguageModelTask()``), compiles it as
-``app.trainer.train`` does (the task's optimizer, loss, metrics and ``steps_per_execution``) and
+``app.training.trainer.train`` does (the task's optimizer, loss, metrics and ``steps_per_execution``) and
 fits it on synthetic token ids of the training shape [batch, seq_len]: the first ``--warmup-steps``
 (tracing, XLA compilation, the first run) are timed apart as ``first_seconds``, the next ``--steps``
 give training tokens/s. Settings alternate within one run; medians of ``--rounds``. Without
-AMX-BF16 / AVX512-BF16 (``app.devices.cpu_supports_bf16``) bf16 is reported as not supported and
+AMX-BF16 / AVX512-BF16 (``app.training.devices.cpu_supports_bf16``) bf16 is reported as not supported and
 skipped (``--bf16 on`` measures it anyway); the bf16 matrix-product speedup is printed either way.
 
     python bench/precision_and_xla.py [--rounds 3] [--steps 64] [--models gpt lstm]
@@ -67,7 +67,7 @@ def measure(task_name: str, policy: str, jit_compile: bool, args) -> dict:
     warmup = math.ceil(args.warmup_steps / steps_per_execution) * steps_per_execution if args.warmup_steps else steps_per_execution
     timed = max(1, math.ceil(args.steps / steps_per_execution)) * steps_per_execution
 
-    model = task.build_model(SimpleNamespace(extras=SimpleNamespace(vocab_size=args.vocab_size)))
+    model = task.build_model(SimpleNamespace(tokenizer=SimpleNamespace(vocab_size=args.vocab_size)))
     model.compile(
         optimizer=task.optimizer(task.defaults.learning_rate, total_steps=args.schedule_steps),
         loss=task.loss(),
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--bf16", choices=("auto", "on", "off"), default="auto", help="auto = measure where the CPU has bf16 instructions")
     args = parser.parse_args()
 
-    from app.devices import bf16_matmul_speedup, cpu_model, cpu_supports_bf16
+    from app.training.devices import bf16_matmul_speedup, cpu_model, cpu_supports_bf16
 
     supported = cpu_supports_bf16()
     measure_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and supported)

@@ -29,7 +29,7 @@ SEED, BATCH_SIZE, LEARNING_RATE = 0, 16, 3e-4
 
 def fine_tune(workdir: Path, hub: Path, train_samples: int, train_word_embeddings: bool, epochs: int) -> dict:
     from app.tasks import BertTask
-    from app.trainer import TrainConfig, train
+    from app.training.trainer import TrainConfig, train
 
     task = BertTask(encoder=str(hub / "encoder"), preprocessor=str(hub / "preprocessor"), freeze_word_embeddings=not train_word_embeddings)
     config = TrainConfig(
@@ -55,11 +55,11 @@ def main() -> None:
 
     import dataclasses
 
-    from app.devices import cpu_model
+    from app.training.devices import cpu_model
     from app.pretrain import vocab_command
     from app.tasks import BertTask, MaskedLmTask
-    from app.tasks.bert import DEFAULT_HUB
-    from app.trainer import TrainConfig, train
+    from app.common.paths import MINILM_HUB
+    from app.training.trainer import TrainConfig, train
 
     print(f"CPU: {cpu_model()}", flush=True)
     results = {}
@@ -86,7 +86,7 @@ def main() -> None:
         sides = {
             "a_random_weights": (untrained, True),
             "b_pretrained": (Path(pretrained["export_dir"]), True),
-            "c_minilm": (DEFAULT_HUB, False),
+            "c_minilm": (MINILM_HUB, False),
             "bag_of_words": (bag_of_words, True),
         }
         for name, (hub, train_word_embeddings) in sides.items():

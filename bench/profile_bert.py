@@ -61,7 +61,7 @@ def main() -> None:
     import tensorflow as tf
 
     from app.tasks import BertTask
-    from app.trainer import TrainConfig, train
+    from app.training.trainer import TrainConfig, train
     from data_pipelines.sources import resolve_data_file
     from data_pipelines.text_classification import SST2_DEV, length_sorted_groups, read_labelled_text
 

@@ -30,11 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app.serving.process import REPO_ROOT, start_server  # noqa: E402
-from data_pipelines.sources import resolve_data_file  # noqa: E402
-from data_pipelines.text_classification import SST2_DEV  # noqa: E402
+from app.serving.process import REPO_ROOT, start_server
+from data_pipelines.sources import resolve_data_file
+from data_pipelines.text_classification import SST2_DEV
 
 
 def log(message: str) -> None:

@@ -14,7 +14,7 @@ def train_loop_per_worker(config: dict) -> None:
     from ray import train as ray_train
 
     from app.tasks import MnistTask
-    from app.trainer import TrainConfig, train
+    from app.training.trainer import TrainConfig, train
 
     summary = train(MnistTask(), TrainConfig(**config)).summary
     ray_train.report({name: value for name, value in summary["metrics"].items()})

@@ -24,7 +24,7 @@ from typing import TypeVar
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory, text_format
 from google.protobuf import wrappers_pb2
 
-from app.cli import UsageError
+from app.common.errors import UsageError
 
 _F = descriptor_pb2.FieldDescriptorProto
 

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from app.serving.batching import ModelRunner
+from app.serving.scheduling import ModelRunner
 from app.serving.errors import InvalidRequest, ServingError
 from app.serving.inference import CLASSIFY, REGRESS, multi_inference, run_inference
 from app.serving.protos import metadata_response, model_spec, status_response

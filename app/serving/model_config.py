@@ -16,7 +16,7 @@ from typing import Callable
 
 from tensorflow_serving.config import model_server_config_pb2
 
-from app.cli import UsageError
+from app.common.errors import UsageError
 from app.serving.config_protos import read_text_proto
 from app.serving.repository import ModelSource, servable_versions
 

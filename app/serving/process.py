@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.cli import stop_process
+from app.common.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"REST API on (http://[\d.]+:\d+)\S*(?: gRPC on ([\d.]+:\d+))?")

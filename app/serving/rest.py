@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from app.serving.batching import ModelRunner
+from app.serving.scheduling import ModelRunner
 from app.serving.errors import InvalidRequest, NotFound, ServingError, TooLarge
 from app.serving.inference import CLASSIFY, REGRESS, input_from_json, run_inference
 from app.serving.protos import metadata_json, status_response, to_json

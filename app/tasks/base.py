@@ -9,7 +9,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from app.export import ExportSpec, export_model
+from app.exports.savedmodel import ExportSpec, export_model
+from app.training.flags import option
+
+__all__ = ["Task", "TaskData", "TrainDefaults", "option"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,8 @@ class TrainDefaults:
 
 @dataclass(frozen=True)
 class TaskData:
-    """Batched datasets ready for `fit`/`evaluate`, plus what the task needs to build and export."""
+    """Batched datasets ready for `fit`/`evaluate`. A task whose model or export needs more from its
+    data (a tokenizer, the number of classes) returns a subclass with those fields."""
 
     train: tf.data.Dataset
     validation: tf.data.Dataset
@@ -35,18 +39,22 @@ class TaskData:
     evaluation_split: str
     train_examples: int
     description: str
-    extras: object = None
 
 
 class Task(abc.ABC):
-    """One model: its data, its architecture, its loss and metrics, its serving signatures."""
+    """One model: its data, its architecture, its loss and metrics, its serving signatures.
 
-    name: str
+    A task is a frozen dataclass; its fields declared with `app.training.flags.option` are its
+    command-line flags under ``python -m app.train <name>`` (help and default written once, there).
+    """
+
+    name: str  # the subcommand of python -m app.train
+    summary: str  # its one-line help
     export_name: str
     defaults: TrainDefaults
     # Whether XLA speeds up this model's training on CPU, as measured by bench/precision_and_xla.py.
     jit_compile_on_cpu: bool
-    # Whether bfloat16 may speed this model up on CPUs with bf16 instructions (then measured, see app.devices).
+    # Whether bfloat16 may speed this model up on CPUs with bf16 instructions (then measured, see app.training.devices).
     bf16_candidate_on_cpu: bool = False
     # Whether the model runs a restored SavedModel graph (a TF-Hub encoder), which bf16 reaches only
     # through oneDNN's graph rewrite, not a Keras dtype policy.

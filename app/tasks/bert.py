@@ -13,15 +13,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from app.cli import UsageError
-from app.export import Endpoint, ExportSpec
-from app.tasks.base import Task, TaskData, TrainDefaults
+from app.common import paths
+from app.common.errors import UsageError
+from app.exports.savedmodel import Endpoint, ExportSpec
+from app.tasks.base import Task, TaskData, TrainDefaults, option
+from app.tasks.schedules import LinearWarmupDecay
 from data_pipelines.errors import DataError
 from data_pipelines.text_classification import TextClassificationConfig, load_text_classification, read_splits
-from models.bert_classifier import BERT_INPUTS, BertClassifierConfig, build_bert_classifier, build_text_classifier, encoder_positions
+from models.bert.classifier import BertClassifierConfig, build_bert_classifier, build_text_classifier, encoder_positions
+from models.bert.preprocessor import BERT_INPUTS
 from models.hub_layer import resolve_handle
-
-DEFAULT_HUB = Path("saved_models") / "hub" / "minilm_l6"
 
 
 def require_handle(handle: str, flag: str) -> None:
@@ -33,40 +34,39 @@ def require_handle(handle: str, flag: str) -> None:
         raise UsageError(f"{flag} {handle} {found}: give a TF-Hub URL or a folder exported by app.export_hub / app.train mlm")
 
 
-class LinearWarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Rise linearly to ``peak`` over ``warmup_steps``, then fall linearly to 0 at ``total_steps`` (BERT's schedule)."""
+@dataclass(frozen=True)
+class ClassificationData(TaskData):
+    """Labelled sentences; the classifier's output size is the number of classes found."""
 
-    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
-        self.peak, self.warmup_steps, self.total_steps = peak, max(1, warmup_steps), max(2, total_steps)
+    num_classes: int
 
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        warmup = step / self.warmup_steps
-        decay = (self.total_steps - step) / (self.total_steps - self.warmup_steps)
-        return self.peak * keras.ops.maximum(0.0, keras.ops.minimum(warmup, decay))
 
-    def get_config(self):
-        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
+def comma_separated(text: str) -> tuple[str, ...]:
+    return tuple(text.split(","))
 
 
 @dataclass(frozen=True)
 class BertTask(Task):
-    encoder: str = str(DEFAULT_HUB / "encoder")
-    preprocessor: str = str(DEFAULT_HUB / "preprocessor")
-    pooling: str = "mean"
+    encoder: str = option(str(paths.MINILM_HUB / "encoder"), "TF-Hub encoder handle: URL or folder (the default is the shared MiniLM, exported on first use)")
+    preprocessor: str = option(str(paths.MINILM_HUB / "preprocessor"), "TF-Hub preprocessor handle matching the encoder")
+    pooling: str = option("mean", "sentence vector: mean of the token vectors, or the encoder's pooled [CLS] output", choices=("mean", "cls"))
     trainable_encoder: bool = True
     # Frozen by default: most rows of a 30k-piece table never occur in a small fine-tuning set.
     # Train them for encoders whose embeddings are not pretrained (or a small, corpus-specific vocabulary).
-    freeze_word_embeddings: bool = True
-    train_file: str | None = None
-    validation_file: str | None = None
-    text_column: str = "sentence"
-    label_column: str = "label"
-    label_names: tuple[str, ...] = ("negative", "positive")
-    max_seq_length: int = 128
+    freeze_word_embeddings: bool = option(
+        True, "keep the word-piece embedding table fixed (train it for encoders pretrained briefly or not at all)",
+        flags=("--freeze-word-embeddings", "--train-word-embeddings"),
+    )
+    train_file: str | None = option(help="TSV/CSV with text and label columns", default_text="SST-2 train")
+    validation_file: str | None = option(help="for early stopping and the reported metrics", default_text="SST-2 dev")
+    text_column: str = option("sentence", "column of the sentences")
+    label_column: str = option("label", "column of the integer labels")
+    label_names: tuple[str, ...] = option(("negative", "positive"), "comma-separated names of classes 0, 1, ...", type=comma_separated)
+    max_seq_length: int = option(128, "word pieces per sentence, at most")
     warmup_fraction: float = 0.1
 
     name = "bert"
+    summary = "fine-tune a TF-Hub BERT encoder on SST-2 sentiment (or --train-file)"
     export_name = "bert_sst2"
     handle_flags = ("--encoder", "--preprocessor")  # the command-line flags that set them, for error messages
     # Batch 16: on 4,000 SST-2 sentences x 2 epochs it reached dev 0.845-0.846 against 0.839 with 32.
@@ -82,14 +82,16 @@ class BertTask(Task):
 
     def ensure_default_hub(self) -> None:
         """Export the shared MiniLM in TF-Hub format on first use of the default handles."""
-        if self.encoder == str(DEFAULT_HUB / "encoder") and not (DEFAULT_HUB / "encoder" / "saved_model.pb").is_file():
-            from app.export_hub import DEFAULT_CHECKPOINT, export_hub, load_backbone, read_vocabulary
+        if self.encoder == str(paths.MINILM_HUB / "encoder") and not (paths.MINILM_HUB / "encoder" / "saved_model.pb").is_file():
+            from app.exports.hub import export_hub
+            from models.bert.encoder import load_backbone
+            from models.bert.vocabulary import read_vocabulary
 
-            print(f"exporting {DEFAULT_CHECKPOINT} in TF-Hub format to {DEFAULT_HUB} (first use)", flush=True)
-            vocab_file, lower_case = read_vocabulary(DEFAULT_CHECKPOINT)
-            export_hub(load_backbone(DEFAULT_CHECKPOINT), vocab_file, lower_case, DEFAULT_HUB)
+            print(f"exporting {paths.MINILM_CHECKPOINT} in TF-Hub format to {paths.MINILM_HUB} (first use)", flush=True)
+            vocab_file, lower_case = read_vocabulary(paths.MINILM_CHECKPOINT)
+            export_hub(load_backbone(paths.MINILM_CHECKPOINT), vocab_file, lower_case, paths.MINILM_HUB)
 
-    def load_data(self, data_dir, batch_size, seed, max_train_samples) -> TaskData:
+    def load_data(self, data_dir, batch_size, seed, max_train_samples) -> ClassificationData:
         self.ensure_default_hub()
         config = self.text_config(data_dir, batch_size, seed, max_train_samples)
         return self.batched(config, read_splits(config))
@@ -104,14 +106,14 @@ class BertTask(Task):
             max_seq_length=self.max_seq_length, batch_size=batch_size, seed=seed,
         )
 
-    def batched(self, config: TextClassificationConfig, splits, num_classes: int | None = None) -> TaskData:
+    def batched(self, config: TextClassificationConfig, splits, num_classes: int | None = None) -> ClassificationData:
         """Tokenize the splits with the preprocessor and batch them by length."""
         preprocessor = tf.saved_model.load(resolve_handle(self.preprocessor))
         train, validation, train_split, validation_split = load_text_classification(config, preprocessor, splits)
         num_classes = num_classes or int(max(train_split.labels.max(), validation_split.labels.max())) + 1
         if num_classes > len(self.label_names):
             raise DataError(f"the data has {num_classes} classes but only {len(self.label_names)} --label-names")
-        return TaskData(
+        return ClassificationData(
             train=train,
             validation=validation,
             evaluation=validation,
@@ -121,13 +123,13 @@ class BertTask(Task):
                 f"sentences from {train_split.source} (train {len(train_split.labels):,}) and "
                 f"{validation_split.source} (dev {len(validation_split.labels):,}), {num_classes} classes"
             ),
-            extras=num_classes,
+            num_classes=num_classes,
         )
 
-    def build_model(self, data: TaskData) -> keras.Model:
+    def build_model(self, data: ClassificationData) -> keras.Model:
         model = build_bert_classifier(
             BertClassifierConfig(
-                self.encoder, data.extras, self.pooling,
+                self.encoder, data.num_classes, self.pooling,
                 trainable_encoder=self.trainable_encoder, freeze_word_embeddings=self.freeze_word_embeddings,
             )
         )
@@ -147,9 +149,9 @@ class BertTask(Task):
     def loss(self):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    def export_spec(self, model: keras.Model, data: TaskData) -> ExportSpec:
+    def export_spec(self, model: keras.Model, data: ClassificationData) -> ExportSpec:
         text_model = build_text_classifier(model, self.preprocessor, self.max_seq_length)
-        label_names = tf.constant(list(self.label_names[: data.extras]))
+        label_names = tf.constant(list(self.label_names[: data.num_classes]))
 
         def predictions(logits):
             probabilities = tf.nn.softmax(logits, axis=-1)
@@ -181,7 +183,7 @@ class BertTask(Task):
             ],
             tracked=[text_model],
             metadata={
-                "task": self.name, "label_names": list(self.label_names[: data.extras]), "pooling": self.pooling,
+                "task": self.name, "label_names": list(self.label_names[: data.num_classes]), "pooling": self.pooling,
                 "max_seq_length": self.max_seq_length,
             },
             warmup_examples={

@@ -7,27 +7,27 @@ loss = (1 - w) * CE(label, student) + w * T^2 * KL(softmax(teacher / T) || softm
 Distiller` itself is not used: it runs the teacher in every training step (the MiniLM teacher costs
 ~20x the tiny student, every epoch again) and feeds both models the same inputs, while here teacher
 and student have different vocabularies. So the teacher's logits are computed once per sentence,
-cached (`app.teacher`), and travel through the dataset beside the label: each target row is
+cached (`app.tasks.teacher`), and travel through the dataset beside the label: each target row is
 ``[label, teacher logit 0, teacher logit 1, ...]``. The student is otherwise a `BertTask`: same data
 pipeline, model, optimizer and TF Serving export.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from app.tasks.base import TaskData, TrainDefaults
+from app.common import paths
+from app.common.cli import non_negative_int
+from app.tasks.base import TaskData, TrainDefaults, option
 from app.tasks.bert import BertTask
-from app.teacher import Teacher
+from app.tasks.teacher import Teacher
 from data_pipelines.augmentation import perturbed_copies
 from data_pipelines.text_classification import LabelledText, read_splits
-
-DEFAULT_STUDENT = Path("saved_models") / "hub" / "bert_tiny_from_zero"
-
 
 class DistillationLoss(keras.losses.Loss):
     """Targets ``[label, teacher logits...]`` against the student's logits (formula in the module docstring)."""
@@ -58,23 +58,41 @@ class LabelAccuracy(keras.metrics.SparseCategoricalAccuracy):
         return super().update_state(y_true[:, :1], y_pred, sample_weight)
 
 
+def teacher_weight(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a weight in [0, 1], not {text}")
+    return value
+
+
 @dataclass(frozen=True)
 class DistillTask(BertTask):
-    teacher: str = str(Path("saved_models") / "bert_sst2")
-    temperature: float = 2.0
-    teacher_weight: float = 0.5
+    teacher: str = option(str(paths.TEACHER), "classifier export, newest version (python -m app.train bert)")
+    temperature: float = option(2.0, "softens both answers")
+    teacher_weight: float = option(0.5, "weight of the teacher's soft targets against the true labels (0 = labels only)", type=teacher_weight)
     # Perturbed copies of each training sentence, labelled by the teacher (data_pipelines.augmentation).
-    augment: int = 0
-    cache_dir: str = str(Path("runs") / "distill" / "teacher_logits")
-    encoder: str = str(DEFAULT_STUDENT / "encoder")
-    preprocessor: str = str(DEFAULT_STUDENT / "preprocessor")
+    augment: int = option(
+        0, "perturbed copies of each training sentence (words dropped, n-grams sampled), labelled by the teacher", type=non_negative_int
+    )
+    cache_dir: str = option(str(paths.TEACHER_LOGITS), "teacher logits cache")
+    encoder: str = option(
+        str(paths.FROM_ZERO_HUB / "encoder"), "TF-Hub encoder handle of the student, URL or folder (from python -m app.train mlm)",
+        flag="--student-encoder",
+    )
+    preprocessor: str = option(
+        str(paths.FROM_ZERO_HUB / "preprocessor"), "the preprocessor handle matching the student encoder", flag="--student-preprocessor"
+    )
     # The from-zero student's embeddings were pretrained briefly on a small vocabulary: train them.
-    freeze_word_embeddings: bool = False
-
-    # Where the student is exported (saved_models/<export_name>/<version>), --name on the command line.
-    export_name: str = "bert_sst2_student"
+    freeze_word_embeddings: bool = option(
+        False, "keep the student's word-piece table fixed", flags=("--freeze-word-embeddings", "--train-word-embeddings")
+    )
+    # The student answers with the teacher's class names.
+    label_names: tuple[str, ...] = ("negative", "positive")
+    # Where the student is exported: saved_models/<export_name>/<version>.
+    export_name: str = option("bert_sst2_student", "model name of the export: <out>/<name>/<version>", flag="--name")
 
     name = "distill"
+    summary = "distil a fine-tuned classifier (the teacher) into a small encoder (the student)"
     handle_flags = ("--student-encoder", "--student-preprocessor")
     defaults = TrainDefaults(epochs=6, batch_size=32, learning_rate=3e-4, patience=2, steps_per_execution=1)
 

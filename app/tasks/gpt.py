@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import keras
 
-from app.cli import UsageError
-from app.tasks.base import TaskData, TrainDefaults
-from app.tasks.lm import NextTokenTask
+from app.common.cli import dropout_rate
+from app.common.errors import UsageError
+from app.tasks.base import TrainDefaults, option
+from app.tasks.lm import NextTokenTask, TextData
 from models.decoding import IncrementalDecoder
 from models.gpt import PRESETS, GptConfig, build_gpt, gpt_decoder
 
@@ -25,14 +26,18 @@ WARMUP_STEPS = 100
 class GptTask(NextTokenTask):
     """``size`` picks a preset (models.gpt.PRESETS); the other fields, when set, override it."""
 
-    size: str = "small"
-    seq_len: int | None = None  # the context length; None = the preset's
-    num_layers: int | None = None
-    num_heads: int | None = None
-    embedding_dim: int | None = None
-    dropout_rate: float | None = None
+    size: str = option(
+        "small", "preset: tiny 2x64, small 4x128 context 128, base = nanoGPT's Shakespeare model 6x384 context 256 (for a GPU)",
+        choices=tuple(PRESETS),
+    )
+    seq_len: int | None = option(help="tokens per training window, the context length", default_text="the preset's")
+    num_layers: int | None = option(help="decoder blocks", default_text="the preset's")
+    num_heads: int | None = option(help="attention heads", default_text="the preset's")
+    embedding_dim: int | None = option(help="model width", default_text="the preset's")
+    dropout_rate: float | None = option(help="dropout", type=dropout_rate, default_text="the preset's")
 
     name = "gpt"
+    summary = "GPT-style Transformer language model on Tiny Shakespeare (or --text-file)"
     export_name = "gpt"
     # Sized for a 2-core CPU: ~12 minutes. Small batches give a small model more updates per token
     # (batch 16 reached validation loss 2.07 after one epoch where batch 64 reached 2.49).
@@ -64,8 +69,8 @@ class GptTask(NextTokenTask):
         }
         return GptConfig(vocab_size=vocab_size, **{**PRESETS[self.size], "context_length": self.seq_len, **overrides})
 
-    def build_model(self, data: TaskData) -> keras.Model:
-        return build_gpt(self.model_config(data.extras.vocab_size))
+    def build_model(self, data: TextData) -> keras.Model:
+        return build_gpt(self.model_config(data.tokenizer.vocab_size))
 
     def optimizer(self, learning_rate: float, total_steps: int) -> keras.optimizers.Optimizer:
         warmup = min(WARMUP_STEPS, max(1, total_steps // 10))

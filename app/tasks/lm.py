@@ -16,21 +16,28 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from app import sampler
-from app.export import Endpoint, ExportSpec
-from app.tasks.base import Task, TaskData, TrainDefaults
-from data_pipelines.text import TextConfig, load_text
+from app.exports import sampler
+from app.exports.savedmodel import Endpoint, ExportSpec
+from app.tasks.base import Task, TaskData, TrainDefaults, option
+from data_pipelines.text import TextConfig, Tokenizer, load_text
 from models.decoding import IncrementalDecoder
 from models.lstm_lm import LstmLmConfig, build_lstm_lm, lstm_decoder
+
+
+@dataclass(frozen=True)
+class TextData(TaskData):
+    """Windows of token ids, and the tokenizer that made them (the model's vocabulary, the export's encode/decode)."""
+
+    tokenizer: Tokenizer
 
 
 @dataclass(frozen=True)
 class NextTokenTask(Task):
     """Data, loss, metrics and export shared by the language models."""
 
-    tokenizer: str = "char"
-    seq_len: int = 100
-    text_file: str | None = None
+    tokenizer: str = option("char", "character or word tokens", choices=("char", "word"))
+    seq_len: int = option(100, "tokens per training window")
+    text_file: str | None = option(help="train on this UTF-8 text file", default_text="Tiny Shakespeare")
 
     # Windows start at a new random offset every epoch (more distinct contexts for a Transformer).
     random_offsets = False
@@ -39,7 +46,7 @@ class NextTokenTask(Task):
     def decoder(self, model: keras.Model) -> IncrementalDecoder:
         """How the model generates one token at a time (for the export's ``generate`` signature)."""
 
-    def load_data(self, data_dir, batch_size, seed, max_train_samples) -> TaskData:
+    def load_data(self, data_dir, batch_size, seed, max_train_samples) -> TextData:
         text = load_text(
             TextConfig(
                 data_dir=data_dir,
@@ -52,14 +59,14 @@ class NextTokenTask(Task):
                 random_offsets=self.random_offsets,
             )
         )
-        return TaskData(
+        return TextData(
             train=text.train,
             validation=text.validation,
             evaluation=text.validation,
             evaluation_split="validation",
             train_examples=text.counts["train tokens"],
             description=text.describe(),
-            extras=text.tokenizer,
+            tokenizer=text.tokenizer,
         )
 
     def loss(self):
@@ -71,11 +78,11 @@ class NextTokenTask(Task):
             "validation_loss": loss,
             "validation_accuracy": float(evaluation["accuracy"]),
             "perplexity": math.exp(loss),
-            f"bits_per_{data.extras.level}": loss / math.log(2),
+            f"bits_per_{data.tokenizer.level}": loss / math.log(2),
         }
 
     def export_spec(self, model: keras.Model, data: TaskData) -> ExportSpec:
-        tokenizer = data.extras
+        tokenizer = data.tokenizer
 
         def next_token_logits(token_ids):
             return {"logits": model(token_ids, training=False)}
@@ -123,19 +130,20 @@ class NextTokenTask(Task):
 class LanguageModelTask(NextTokenTask):
     """The LSTM language model."""
 
-    embedding_dim: int = 256
-    lstm_units: int = 128
-    num_layers: int = 1
+    embedding_dim: int = option(256, "token embedding width")
+    lstm_units: int = option(128, "LSTM width")
+    num_layers: int = option(1, "stacked LSTM layers")
 
     name = "lm"
+    summary = "LSTM language model on Tiny Shakespeare (or --text-file)"
     export_name = "lm"
     defaults = TrainDefaults(epochs=10, batch_size=64, learning_rate=2e-3, patience=3)
     jit_compile_on_cpu = False
 
-    def build_model(self, data: TaskData) -> keras.Model:
+    def build_model(self, data: TextData) -> keras.Model:
         return build_lstm_lm(
             LstmLmConfig(
-                vocab_size=data.extras.vocab_size,
+                vocab_size=data.tokenizer.vocab_size,
                 embedding_dim=self.embedding_dim,
                 lstm_units=self.lstm_units,
                 num_layers=self.num_layers,

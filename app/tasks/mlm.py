@@ -15,32 +15,46 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from app.cli import UsageError
-from app.export_hub import build_preprocessor, export_hub
-from app.pretrain import DEFAULT_VOCAB_DIR, VOCAB_FILE
-from app.tasks.base import Task, TaskData, TrainDefaults
-from app.tasks.bert import LinearWarmupDecay
+from app.common import paths
+from app.common.errors import UsageError
+from app.exports.hub import export_hub
+from app.tasks.base import Task, TaskData, TrainDefaults, option
+from app.tasks.schedules import LinearWarmupDecay
 from data_pipelines.corpus import load_corpus
 from data_pipelines.masked_lm import MaskingConfig, masked_lm_batches
-from models.bert_mlm import PRESETS, BertEncoderConfig, build_masked_lm
+from models.bert.encoder import PRESETS, BertEncoderConfig
+from models.bert.masked_lm import build_masked_lm
+from models.bert.preprocessor import build_preprocessor
+from models.bert.vocabulary import VOCAB_FILE
 
 WARMUP_FRACTION = 0.06
 
 
 @dataclass(frozen=True)
-class MaskedLmTask(Task):
-    """``size`` picks a preset (models.bert_mlm.PRESETS); the other size fields, when set, override it."""
+class MaskedLmData(TaskData):
+    """Masked lines, and the vocabulary the encoder is built for and exported with."""
 
-    size: str = "tiny"
-    vocab: str = str(DEFAULT_VOCAB_DIR)  # a folder with vocab.txt (python -m app.pretrain vocab)
-    corpus: tuple[str, ...] | None = None
-    max_length: int = 128
-    num_layers: int | None = None
-    hidden_dim: int | None = None
-    num_heads: int | None = None
-    intermediate_dim: int | None = None
+    vocab_file: Path
+    vocab_size: int
+
+
+@dataclass(frozen=True)
+class MaskedLmTask(Task):
+    """``size`` picks a preset (models.bert.encoder.PRESETS); the other size fields, when set, override it."""
+
+    size: str = option("tiny", "preset: tiny 2x128, mini 4x256", choices=tuple(PRESETS))
+    vocab: str = option(str(paths.VOCABULARY), "folder with vocab.txt from python -m app.pretrain vocab")
+    corpus: tuple[str, ...] | None = option(
+        help="UTF-8 text files, one sentence or paragraph per line", nargs="+", default_text="SST-2 train sentences + Tiny Shakespeare"
+    )
+    max_length: int = option(128, "word pieces per line, at most")
+    num_layers: int | None = option(help="encoder blocks", default_text="the preset's")
+    hidden_dim: int | None = option(help="model width", default_text="the preset's")
+    num_heads: int | None = option(help="attention heads", default_text="the preset's")
+    intermediate_dim: int | None = option(help="feed-forward width", default_text="4 x width")
 
     name = "mlm"
+    summary = "pretrain a BERT encoder from random weights by masked language modelling"
     # Length-grouped batches have many shapes, each an XLA compile: not worth it on CPU (as for bert).
     jit_compile_on_cpu = False
     # Native Keras layers: the mixed_bfloat16 policy reaches them; measured before use (auto).
@@ -81,7 +95,7 @@ class MaskedLmTask(Task):
             raise UsageError(f"no {VOCAB_FILE} in vocabulary folder {self.vocab}; learn one with python -m app.pretrain vocab")
         return path
 
-    def load_data(self, data_dir, batch_size, seed, max_train_samples) -> TaskData:
+    def load_data(self, data_dir, batch_size, seed, max_train_samples) -> MaskedLmData:
         vocab_file = self.vocab_file()
         vocabulary = vocab_file.read_text(encoding="utf-8").splitlines()
         preprocessor = build_preprocessor(vocab_file, lower_case=True, seq_length=self.max_length)  # checks the special tokens
@@ -98,18 +112,19 @@ class MaskedLmTask(Task):
             batch_size=batch_size,
         )
         held_out = masked_lm_batches(corpus.held_out, preprocessor, masking, shuffle_seed=None)
-        return TaskData(
+        return MaskedLmData(
             train=masked_lm_batches(lines, preprocessor, masking, shuffle_seed=seed),
             validation=held_out,
             evaluation=held_out,
             evaluation_split="heldout",
             train_examples=len(lines),
             description=f"{corpus.description} (training on {len(lines):,}); vocabulary {vocab_file} ({len(vocabulary):,} word pieces)",
-            extras={"vocab_file": vocab_file, "vocab_size": len(vocabulary)},
+            vocab_file=vocab_file,
+            vocab_size=len(vocabulary),
         )
 
-    def build_model(self, data: TaskData) -> keras.Model:
-        model = build_masked_lm(self.model_config(data.extras["vocab_size"]))
+    def build_model(self, data: MaskedLmData) -> keras.Model:
+        model = build_masked_lm(self.model_config(data.vocab_size))
         # Masked-LM has no sentence-level loss, so the pooler is not trained here (it stays as
         # initialised and becomes trainable again in the export, for fine-tuning with --pooling cls).
         model.backbone.pooled_dense.trainable = False
@@ -134,11 +149,11 @@ class MaskedLmTask(Task):
     def summarize(self, evaluation: dict, data: TaskData) -> dict:
         return {"heldout_masked_loss": float(evaluation["loss"]), "heldout_masked_accuracy": float(evaluation["accuracy"])}
 
-    def export(self, model: keras.Model, data: TaskData, out: str) -> Path:
+    def export(self, model: keras.Model, data: MaskedLmData, out: str) -> Path:
         """TF-Hub handles with the official interface, including ``encoder.mlm`` (the pretrained head)."""
-        target = Path(out) / "hub" / self.export_name
+        target = paths.hub_handles(self.export_name, out)
         model.backbone.pooled_dense.trainable = True
-        export_hub(model.backbone, data.extras["vocab_file"], True, target, self.max_length, masked_lm_head=model.masked_lm_head)
+        export_hub(model.backbone, data.vocab_file, True, target, self.max_length, masked_lm_head=model.masked_lm_head)
         return target
 
     def export_untrained(self, out: Path, seed: int = 0) -> Path:

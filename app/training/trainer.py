@@ -1,0 +1,320 @@
+"""One training loop for every task: compile, fit with the standard callbacks, evaluate, plot, export.
+
+A run lives in ``runs/<task>/<timestamp>/``: TensorBoard logs, ``history.csv``, the best checkpoint,
+the training-curve PNG and, while it is unfinished, a ``backup/`` that ``--resume`` continues from.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from app.common import paths
+from app.common.cli import step_range
+from app.common.errors import CommandFailed, Interrupted, TrainingFailed, UsageError
+from app.tasks.base import Task, TaskData
+from app.training import devices
+from app.training.cluster import Cluster, cluster_from_environment, describe_cluster, shard_by_data, weights_fingerprint, worker_outputs
+from app.training.flags import option
+from app.training.plots import plot_training_curves
+from app.training.runs import BACKUP_DIR, run_directory
+from data_pipelines.sources import require_data_dir
+
+# What a step raises on the other workers when one of them dies (the cluster's collectives are aborted).
+CLUSTER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.DeadlineExceededError)
+
+HISTORY_FILE = "history.csv"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Generic training settings, and the training flags of every command that trains; ``None``
+    means "the task's default" (`Task.defaults`)."""
+
+    epochs: int | None = option(help="maximum epochs (early stopping may end sooner)")
+    batch_size: int | None = option(help="examples per training step (per worker with several workers)")
+    learning_rate: float | None = option(help="peak learning rate")
+    seed: int = option(0, "random seed of weights, shuffling and dropout", type=int)
+    max_train_samples: int | None = option(
+        help="keep only this many training examples (images for mnist, tokens of text for lm and gpt, sentences or lines for the BERTs)",
+        default_text="all",
+    )
+    data_dir: str | None = option(
+        help="folder holding the data sets", default_text="$FROMZERO_DATA, ../shared/data beside the checkout, else online"
+    )
+    out: str = option(str(paths.SAVED_MODELS), "export base directory")
+    runs_dir: str = option(str(paths.RUNS), "where TensorBoard logs, history and checkpoints go")
+    jit_compile: str = option("auto", "XLA compilation (auto: where the task measured faster on this device)", choices=("auto", "on", "off"))
+    mixed_precision: str = option(
+        "auto", "auto = on a GPU, and bf16 on CPUs with AMX/AVX512-BF16 where it measures faster (gpt, bert, mlm); bf16 = always",
+        choices=("auto", "bf16", "off"),
+    )
+    steps_per_execution: int | None = option(help="train steps per graph call")
+    patience: int | None = option(help="early-stopping patience in epochs")
+    max_minutes: float | None = option(
+        help="stop training after this many minutes; the best epoch so far is evaluated and exported", default_text="no limit"
+    )
+    # Several workers (TF_CONFIG): how their collectives talk and how long to wait for them to join.
+    collective: str = option(
+        "auto", "with several workers (TF_CONFIG): how gradients are all-reduced (nccl: GPUs only)", choices=("auto", "ring", "nccl")
+    )
+    cluster_timeout: float = option(300.0, "with several workers: seconds to wait for all of them to join before failing")
+    # Training steps (first, last) traced by TensorFlow's profiler into the run's TensorBoard logs.
+    profile_steps: tuple[int, int] | None = option(
+        help="trace these training steps with TensorFlow's profiler (TensorBoard's Profile tab)", type=step_range, metavar="FIRST,LAST"
+    )
+    resume: bool = option(False, "continue the last interrupted run of this model", flags=("--resume", None))
+    quiet: bool = option(False, "print only the final JSON line", flags=("--quiet", None))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The trained model and its data (for notebooks and tests) and the run's JSON summary."""
+
+    model: keras.Model
+    data: TaskData
+    summary: dict
+
+
+def build_training_state(model: keras.Model, train: tf.data.Dataset) -> None:
+    """Create the metric, loss and optimizer variables before training starts.
+
+    Keras otherwise creates them inside the first traced train step, and a `tf.function` that creates
+    variables is traced twice: for a fine-tuned BERT that doubled the first step (20 s of tracing).
+    """
+    model.evaluate(train.take(1), verbose=0)
+    model.optimizer.build(model.trainable_variables)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Measures time spent training (each epoch up to its validation pass), for samples/s, and logs
+    the running total as ``elapsed_seconds`` (in history.csv, for loss-against-time plots)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = 0.0
+        self.epochs = 0
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def _stop_clock(self, *args, **kwargs):
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self._start = None
+
+    on_test_begin = _stop_clock
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._stop_clock()
+        self.epochs += 1
+        if logs is not None:
+            logs["elapsed_seconds"] = round(self.seconds, 2)
+
+
+class StopBetweenSteps(keras.callbacks.Callback):
+    """Ctrl-C or SIGTERM stops training at the next step boundary, never while a backup is being written.
+
+    A second signal stops at once. Use as a context manager around ``fit`` so the handlers are restored.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._request) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _request(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def _stop_if_requested(self, *args, **kwargs):
+        if self.requested:
+            raise KeyboardInterrupt
+
+    on_epoch_begin = on_train_batch_end = _stop_if_requested
+
+
+class StopAfterMinutes(keras.callbacks.Callback):
+    """Ends training at the first step boundary after a wall-clock budget (that epoch is still
+    validated, and the best epoch is what gets evaluated and exported)."""
+
+    def __init__(self, minutes: float | None):
+        super().__init__()
+        self.minutes, self.spent = minutes, False
+        self._start = time.perf_counter()
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.minutes is not None and time.perf_counter() - self._start >= 60 * self.minutes:
+            self.spent = self.model.stop_training = True
+
+
+class StopOnInvalidLoss(keras.callbacks.Callback):
+    """Stops at the first NaN or infinite loss and remembers where, for a clear error."""
+
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.where = f"epoch {self._epoch + 1}, batch {batch + 1}"
+            self.model.stop_training = True
+
+
+def validation_curves(history_file: Path) -> dict[str, list[float]]:
+    """Each validation metric at every finished epoch (from history.csv, so a resumed run's are complete)."""
+    with history_file.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    names = [name for name in (rows[0] if rows else {}) if name.startswith("val_")]
+    return {name: [round(float(row[name]), 4) for row in rows] for name in names}
+
+
+def train(task: Task, config: TrainConfig = TrainConfig()) -> TrainResult:
+    """Train ``task``'s model end to end and return the run's summary (metrics, export, speed).
+
+    With a multi-worker ``TF_CONFIG`` every worker runs this same function (see app.training.cluster)."""
+    # First: with several workers, collectives must be set up before TensorFlow runs anything else.
+    cluster = cluster_from_environment()
+    if cluster and config.max_minutes:
+        raise UsageError("--max-minutes cannot stop several workers at the same step (each has its own clock): use --epochs")
+    strategy = devices.distribution_strategy(cluster, config.collective, config.cluster_timeout)
+    with worker_outputs(cluster, config, task.name) as worker_config, devices.precision_kept():
+        return _train(task, worker_config, strategy, cluster)
+
+
+def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cluster: Cluster | None) -> TrainResult:
+    say = (lambda *args: None) if config.quiet else (lambda *args: print(*args, flush=True))
+    epochs = config.epochs or task.defaults.epochs
+    batch_size = config.batch_size or task.defaults.batch_size
+    learning_rate = config.learning_rate or task.defaults.learning_rate
+    patience = config.patience or task.defaults.patience
+    keras.utils.set_random_seed(config.seed)
+    require_data_dir(config.data_dir)
+
+    run_dir = run_directory(config.runs_dir, task.name, config.resume)
+    workers = cluster.num_workers if cluster else 1
+    # --batch-size is per worker: each global batch is split between the workers (DATA sharding).
+    data = task.load_data(config.data_dir, batch_size * workers, config.seed, config.max_train_samples)
+    say(data.description)
+    if cluster:
+        data = shard_by_data(data)
+        say(describe_cluster(cluster, batch_size, learning_rate))
+
+    jit_compile = devices.use_jit_compile(config.jit_compile, task.jit_compile_on_cpu, multi_worker=cluster is not None)
+    policy = devices.set_precision_policy(config.mixed_precision, task.bf16_candidate_on_cpu, task.restored_graph)
+    steps_per_epoch = int(data.train.cardinality())
+    if steps_per_epoch <= 0:  # unknown or infinite: estimate from the example count
+        steps_per_epoch = math.ceil(data.train_examples / (batch_size * workers))
+    with strategy.scope():
+        model = task.build_model(data)
+        model.compile(
+            optimizer=task.optimizer(learning_rate, total_steps=epochs * steps_per_epoch),
+            loss=task.loss(),
+            metrics=task.metrics(),
+            weighted_metrics=task.weighted_metrics(),
+            jit_compile=jit_compile,
+            # Several workers: one step per graph call (Keras 3.15's multi-step loop fails under them, see app.training.keras_multi_worker).
+            steps_per_execution=1 if cluster else config.steps_per_execution or task.defaults.steps_per_execution,
+        )
+        build_training_state(model, data.train)
+    say(devices.describe(model.jit_compile, policy, strategy))
+    if not config.quiet and not (cluster and not cluster.is_chief):
+        model.summary()
+
+    timer, invalid_loss, interrupt = EpochTimer(), StopOnInvalidLoss(), StopBetweenSteps()
+    budget = StopAfterMinutes(config.max_minutes)
+    callbacks = [
+        interrupt,
+        budget,
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"), monitor="val_loss", save_best_only=True),
+        timer,  # before the logger, which then writes its elapsed_seconds
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir), profile_batch=config.profile_steps or 0),
+        invalid_loss,
+    ]
+    say(f"training {task.name} for up to {epochs} epochs; logs in {run_dir}")
+    try:
+        with interrupt:
+            model.fit(
+                data.train,
+                validation_data=data.validation,
+                epochs=epochs,
+                shuffle=False,  # the training dataset reshuffles itself every epoch
+                callbacks=callbacks,
+                # A progress bar in a terminal, one line per epoch in logs and notebooks' captured output.
+                verbose=0 if config.quiet else (1 if sys.stdout.isatty() else 2),
+            )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"training interrupted; finished epochs are kept in {run_dir / BACKUP_DIR}. "
+            f"continue with the same command plus --resume (python -m app.train {task.name} ... --resume)"
+        ) from None
+    except CLUSTER_ERRORS as error:
+        if cluster is None:
+            raise
+        raise CommandFailed(
+            f"worker {cluster.worker_id} lost contact with another worker of the cluster ({type(error).__name__}); "
+            f"finished epochs are kept in the chief's {BACKUP_DIR}/: restart every worker with the same command plus --resume"
+        ) from None
+    if invalid_loss.where:
+        raise TrainingFailed(
+            f"the loss became NaN or infinite at {invalid_loss.where}; try a lower --learning-rate. "
+            f"The best epoch so far is saved in {run_dir / 'checkpoints' / 'best.keras'}"
+        )
+
+    metrics = task.summarize(model.evaluate(data.evaluation, verbose=0, return_dict=True), data)
+    say(f"{data.evaluation_split} metrics: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
+    curves = plot_training_curves(run_dir / HISTORY_FILE, run_dir / "training_curves.png", f"{task.name} training")
+    export_dir = task.export(model, data, config.out)
+    say(f"exported SavedModel to {export_dir}; training curves in {curves}")
+    summary = {
+        "model": task.name,
+        "metrics": metrics,
+        "export_dir": str(export_dir),
+        "run_dir": str(run_dir),
+        "epochs_trained": timer.epochs,
+        "validation_curves": validation_curves(run_dir / HISTORY_FILE),
+        "stopped_by_time_budget": budget.spent,
+        "workers": workers,
+        "global_batch_size": batch_size * workers,
+        "train_seconds": round(timer.seconds, 1),
+        "jit_compile": bool(model.jit_compile),
+        "precision": policy,
+        "train_samples_per_s": round(data.train_examples * timer.epochs / timer.seconds, 1) if timer.seconds else None,
+    }
+    if cluster:  # every worker prints it: equal fingerprints = the workers ended with the same weights
+        summary["weights_sha256"] = weights_fingerprint(model)
+        print(f"worker {cluster.worker_id} of {workers}: weights sha256 {summary['weights_sha256']}", flush=True)
+    return TrainResult(model, data, summary)

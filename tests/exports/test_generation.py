@@ -1,0 +1,134 @@
+"""In-graph generation: the ``generate`` signature of both language-model exports, called through
+TensorFlow, saved_model_cli and the command line; its answers checked against greedy decoding of
+the plain logits signature, and bad requests rejected with clear messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from app.exports.generation import SamplingConfig, generate
+from app.exports.sampler import MAX_NEW_TOKENS
+from tests.support.commands import last_json_line, run_app
+
+
+@pytest.fixture(scope="module", params=["lm", "gpt"])
+def export(request):
+    """(export folder, loaded SavedModel) of the LSTM and of the GPT."""
+    result = request.getfixturevalue(f"trained_{request.param}")
+    path = result.summary["export_dir"]
+    return path, tf.saved_model.load(path)
+
+
+def call_generate(loaded, prompt="ROMEO:", max_new_tokens=40, temperature=0.8, top_k=10, seed=0) -> dict:
+    outputs = loaded.signatures["generate"](
+        prompt=tf.constant(prompt), max_new_tokens=tf.constant(max_new_tokens), temperature=tf.constant(float(temperature)),
+        top_k=tf.constant(top_k), seed=tf.constant(seed),
+    )
+    return {"text": outputs["text"].numpy().decode("utf-8"), "token_ids": outputs["token_ids"].numpy().tolist()}
+
+
+def greedy_from_logits(loaded, prompt: str, count: int) -> list[int]:
+    """Greedy decoding by re-reading the whole sequence through ``serving_default`` for every token."""
+    tokens = loaded.signatures["encode"](text=tf.constant(prompt))["token_ids"].numpy().tolist()
+    start = len(tokens)
+    for _ in range(count):
+        logits = loaded.signatures["serving_default"](token_ids=tf.constant([tokens]))["logits"].numpy()[0, -1]
+        logits[0] = -np.inf  # never the out-of-vocabulary id
+        tokens.append(int(logits.argmax()))
+    return tokens[start:]
+
+
+def test_same_seed_same_text_and_the_ids_decode_to_it(export):
+    _, loaded = export
+    first = call_generate(loaded, seed=7)
+    assert call_generate(loaded, seed=7) == first
+    assert call_generate(loaded, seed=8) != first
+    assert len(first["token_ids"]) == 40
+    decoded = loaded.signatures["decode"](token_ids=tf.constant(first["token_ids"], tf.int32))["text"].numpy().decode()
+    assert decoded == first["text"]
+
+
+def test_top_k_1_and_temperature_0_equal_greedy_decoding_of_the_logits(export):
+    _, loaded = export
+    greedy = greedy_from_logits(loaded, "First Citizen:", 16)  # 14 + 16 tokens: within the tiny GPT's context of 32
+    assert call_generate(loaded, "First Citizen:", 16, temperature=1.0, top_k=1, seed=3)["token_ids"] == greedy
+    assert call_generate(loaded, "First Citizen:", 16, temperature=0.0, top_k=0, seed=5)["token_ids"] == greedy
+
+
+def test_long_generations_run_past_the_context(export):
+    _, loaded = export
+    out = call_generate(loaded, max_new_tokens=300)  # the tiny GPT's context is 32 tokens
+    assert len(out["token_ids"]) == 300 and 0 not in out["token_ids"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"prompt": ""}, "the prompt is empty"),
+        ({"prompt": "ROMEO\u00e9\u4e2d"}, "outside the model's vocabulary"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be between 1 and"),
+        ({"max_new_tokens": MAX_NEW_TOKENS + 1}, "max_new_tokens must be between 1 and"),
+        ({"temperature": -0.5}, "temperature must be 0"),
+        ({"top_k": -1}, "top_k must be between 0"),
+        ({"top_k": 10_000}, "top_k must be between 0"),
+    ],
+)
+def test_bad_requests_are_refused_with_a_clear_message(export, change, message):
+    from app.serving.servable import model_error_message
+
+    _, loaded = export
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        call_generate(loaded, **change)
+    assert message in model_error_message(error.value)
+
+
+def test_saved_model_cli_runs_generate_like_tensorflow(export, tmp_path):
+    path, loaded = export
+    expected = call_generate(loaded, "ROMEO:", 30, 0.8, 10, 4)
+    cli = subprocess.run(
+        [
+            sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "run", "--dir", path, "--tag_set", "serve",
+            "--signature_def", "generate", "--outdir", str(tmp_path), "--input_exprs",
+            "prompt='ROMEO:';max_new_tokens=30;temperature=0.8;top_k=10;seed=4",
+        ],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert np.load(tmp_path / "token_ids.npy").tolist() == expected["token_ids"]
+
+
+def test_generate_command_uses_the_signature(export):
+    path, loaded = export
+    done = run_app("app.generate", "--model-dir", path, "--prompt", "ROMEO:", "--length", "30", "--top-k", "10", "--seed", "4")
+    assert done.returncode == 0, done.stderr
+    assert last_json_line(done.stdout)["text"] == "ROMEO:" + call_generate(loaded, "ROMEO:", 30, 0.8, 10, 4)["text"]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--prompt", ""], "the prompt is empty"),
+        (["--prompt", "\u4e2d"], "outside the model's vocabulary"),
+        (["--length", str(MAX_NEW_TOKENS + 1)], "max_new_tokens must be between 1 and"),
+        (["--temperature", "-1"], "must be zero or more"),
+    ],
+)
+def test_generate_command_exits_2_with_one_clear_line_on_bad_input(trained_lm, flags, message):
+    # The checks are the same graph code in both exports (tested above for each); the CLI once.
+    failed = run_app("app.generate", "--model-dir", trained_lm.summary["export_dir"], *flags)
+    assert failed.returncode == 2, failed.stderr
+    last_line = failed.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error:") and message in last_line, last_line
+
+
+def test_exports_without_generate_still_use_the_per_token_loop(trained_lm):
+    path = trained_lm.summary["export_dir"]
+    looped = generate(path, "ROMEO:", SamplingConfig(length=20, temperature=0, seed=0), in_graph=False)
+    in_graph = generate(path, "ROMEO:", SamplingConfig(length=20, temperature=0, seed=0))
+    # Greedy: the loop re-reads only the last 50 tokens per step, which here is the whole text.
+    assert looped == in_graph and len(looped) == len("ROMEO:") + 20

@@ -1,0 +1,181 @@
+"""Several workers: real worker processes on 127.0.0.1 started by `app.launch`, as a user runs them
+(in a network namespace with loopback only, where the OS allows one)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from app.common.errors import UsageError
+from app.training.cluster import cluster_from_environment
+from tests.support.commands import last_json_line, run_app, start_app
+
+# Without dropout, so that one worker with the global batch computes exactly what two workers do.
+MNIST = ("python", "-m", "app.train", "mnist", "--dropout-rate", "0")
+
+
+def _namespaces_allowed() -> bool:
+    try:
+        return subprocess.run(["unshare", "--user", "--map-root-user", "--net", "ip", "link", "set", "lo", "up"], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+# Commands run in a private network namespace whose only interface is loopback, where the OS allows it
+# (unprivileged user namespaces): TensorFlow's worker servers listen on every interface of their port,
+# and only there is 127.0.0.1 all they can be reached on.
+LOOPBACK_ONLY = ["unshare", "--user", "--map-root-user", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"] if _namespaces_allowed() else []
+
+
+def launch(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return run_app("app.launch", *args, timeout=timeout, prefix=LOOPBACK_ONLY)
+
+
+def fingerprints(output: str) -> dict[int, str]:
+    return {int(worker): digest for worker, digest in re.findall(r"worker (\d+) of \d+: weights sha256 (\w+)", output)}
+
+
+def history_epochs(runs: os.PathLike) -> list[int]:
+    (history,) = list((runs / "mnist").glob("*/history.csv"))
+    with history.open() as file:
+        return [int(row["epoch"]) for row in csv.DictReader(file)]
+
+
+def test_two_workers_train_the_same_model_as_one_worker_with_the_same_global_batch(tmp_path):
+    two = launch("--workers", "2", "--", *MNIST, "--max-train-samples", "1500", "--epochs", "2", "--batch-size", "16", "--out", str(tmp_path / "out2"), "--runs-dir", str(tmp_path / "runs2"))
+    assert two.returncode == 0, two.stderr[-2000:]
+    digests = fingerprints(two.stdout)
+    assert set(digests) == {0, 1} and digests[0] == digests[1]  # identical weights on both workers
+    result = last_json_line(two.stdout)
+    assert result["workers"] == 2 and result["global_batch_size"] == 32 and result["weights_sha256"] == digests[0]
+    # The chief alone reports and writes: one JSON line, one export, one run; worker 1's scratch is removed.
+    assert sum(line.lstrip().startswith("{") or line.startswith("[worker 1] {") for line in two.stdout.splitlines()) == 1
+    assert [path.name for path in (tmp_path / "out2" / "mnist").iterdir()] == ["1"]
+    assert len(list((tmp_path / "runs2" / "mnist").iterdir())) == 1
+    scratch = re.findall(r"\[worker 1\] .*logs in (\S+)", two.stdout)
+    assert scratch and not os.path.exists(scratch[0])
+
+    one = run_app("app.train", *MNIST[3:], "--max-train-samples", "1500", "--epochs", "2", "--batch-size", "32", "--out", str(tmp_path / "out1"), "--runs-dir", str(tmp_path / "runs1"))
+    assert one.returncode == 0, one.stderr[-2000:]
+    single = last_json_line(one.stdout)["validation_curves"]["val_loss"][-1]
+    assert result["validation_curves"]["val_loss"][-1] == pytest.approx(single, rel=1e-3)
+
+
+def test_a_killed_worker_stops_the_job_and_resume_continues_from_the_last_finished_epoch(tmp_path):
+    command = ("--", *MNIST, "--max-train-samples", "3000", "--epochs", "2", "--batch-size", "8", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"))
+    job = start_app("app.launch", "--workers", "2", *command, prefix=LOOPBACK_ONLY)
+    pids, killed = {}, False
+    for line in job.stdout:
+        if match := re.match(r"\[launch\] worker (\d+): pid (\d+)", line):
+            pids[int(match[1])] = int(match[2])
+        if line.startswith("[worker 1] Epoch 2/2"):
+            os.kill(pids[1], signal.SIGKILL)
+            killed = True
+            break
+    stdout, stderr = job.communicate(timeout=120)
+    assert killed and job.returncode != 0
+    assert "error: worker 1 was killed by SIGKILL; stopped the other workers" in stderr and "Traceback" not in stderr
+    assert history_epochs(tmp_path / "runs") == [0]  # epoch 1 finished and backed up, epoch 2 not
+
+    resumed = launch("--workers", "2", "--resume", *command)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "[worker 0] Epoch 2/2" in resumed.stdout and "Epoch 1/2" not in resumed.stdout
+    assert history_epochs(tmp_path / "runs") == [0, 1]  # no epoch lost or run twice
+    assert last_json_line(resumed.stdout)["epochs_trained"] == 1
+    digests = fingerprints(resumed.stdout)
+    assert digests[0] == digests[1]
+
+
+def test_the_bert_task_trains_on_two_workers(tiny_hub, small_sst2, tmp_path):
+    bert = launch(
+        "--workers", "2", "--", "python", "-m", "app.train", "bert", "--encoder", str(tiny_hub / "encoder"),
+        "--preprocessor", str(tiny_hub / "preprocessor"), "--train-file", str(small_sst2 / "train.tsv"),
+        "--validation-file", str(small_sst2 / "dev.tsv"), "--epochs", "1", "--batch-size", "8", "--quiet",
+        "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"),
+    )
+    assert bert.returncode == 0, bert.stderr[-2000:]
+    digests = fingerprints(bert.stdout)
+    assert digests[0] == digests[1]
+    result = last_json_line(bert.stdout)
+    assert result["model"] == "bert" and result["global_batch_size"] == 16
+    assert (tmp_path / "out" / "bert_sst2" / "1" / "saved_model.pb").exists()
+
+
+@pytest.mark.parametrize(
+    "tf_config, message",
+    [
+        ('{"cluster": {"worker": ["127.0.0.1:1", ', "TF_CONFIG is not valid JSON"),
+        ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 2}}', "task index 2 is out of range"),
+        ('{"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker", "index": 0}}', '"host:port" strings'),
+    ],
+)
+def test_a_malformed_tf_config_is_one_clear_error(tf_config, message):
+    start = time.perf_counter()
+    result = run_app("app.train", "mnist", "--epochs", "1", env={"TF_CONFIG": tf_config})
+    assert result.returncode == 2 and time.perf_counter() - start < 30
+    assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[-1]]
+    assert result.stderr.startswith("error: ") and message in result.stderr
+
+
+def test_a_worker_whose_peer_never_answers_fails_within_the_cluster_timeout():
+    with socket.socket() as own, socket.socket() as absent:
+        own.bind(("127.0.0.1", 0))
+        absent.bind(("127.0.0.1", 0))  # reserved, never listening: nobody answers there
+        cluster = {"worker": [f"127.0.0.1:{own.getsockname()[1]}", f"127.0.0.1:{absent.getsockname()[1]}"]}
+        own.close()
+        start = time.perf_counter()
+        result = run_app(
+            "app.train", "mnist", "--epochs", "1", "--cluster-timeout", "5", prefix=LOOPBACK_ONLY, timeout=120,
+            env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})},
+        )
+    assert result.returncode != 0 and time.perf_counter() - start < 60
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "waited 5 s for the other workers" in errors[0] and "Traceback" not in result.stderr
+
+
+def test_the_chief_is_worker_0_or_the_named_chief():
+    def cluster(tf_config):
+        return cluster_from_environment({"TF_CONFIG": json.dumps(tf_config)})
+
+    workers = {"worker": ["a:1", "b:1", "c:1"]}
+    assert cluster({"cluster": workers, "task": {"type": "worker", "index": 0}}).is_chief
+    assert cluster({"cluster": workers, "task": {"type": "worker", "index": 2}}).worker_id == 2
+    with_chief = {"chief": ["z:1"], **workers}
+    assert cluster({"cluster": with_chief, "task": {"type": "chief", "index": 0}}).is_chief
+    assert cluster({"cluster": with_chief, "task": {"type": "worker", "index": 0}}).worker_id == 1
+    assert cluster({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}) is None  # one machine
+    assert cluster_from_environment({}) is None
+    with pytest.raises(UsageError, match="no parameter servers"):
+        cluster({"cluster": {"ps": ["p:1"], **workers}, "task": {"type": "worker", "index": 0}})
+
+
+def test_the_launcher_stops_the_others_when_a_worker_fails_and_exits_with_the_chiefs_code():
+    # Worker 1 fails at once; worker 0 would sleep for a minute but is stopped (SIGTERM) by the launcher.
+    script = "import json, os, sys, time; index = json.loads(os.environ['TF_CONFIG'])['task']['index']; sys.exit(3) if index else time.sleep(60)"
+    start = time.perf_counter()
+    result = launch("--workers", "2", "--grace-seconds", "2", "--", "python", "-c", script, timeout=60)
+    assert time.perf_counter() - start < 30
+    assert "error: worker 1 exited with code 3; stopped the other workers" in result.stderr
+    assert result.returncode == 128 + signal.SIGTERM  # the chief's: stopped by SIGTERM
+
+    done = launch("--workers", "3", "--", "python", "-c", "print('{\"ok\": true}')")
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == '{"ok": true}'
+
+
+def test_launch_needs_a_command():
+    result = launch("--workers", "2")
+    assert result.returncode == 2 and result.stderr.startswith("error: give the command")
+
+
+def test_a_time_budget_is_refused_with_several_workers():
+    tf_config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
+    result = run_app("app.train", "mnist", "--max-minutes", "1", env={"TF_CONFIG": json.dumps(tf_config)})
+    assert result.returncode == 2 and "error: --max-minutes cannot stop several workers" in result.stderr
