@@ -11,10 +11,15 @@ every classifier, to ``saved_models/bert_sst2_student/<version>/``.
 
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 from app.common.cli import ArgumentParser, run_command
 from app.common.quiet import native_stderr_captured
+from app.training.flags import check_training_flags
+
+
+PROG = "python -m app.distill"
 
 
 def build_parser() -> ArgumentParser:
@@ -22,12 +27,14 @@ def build_parser() -> ArgumentParser:
         from app.tasks import DistillTask
     from app.training.flags import add_task_flags
 
-    parser = ArgumentParser(prog="python -m app.distill", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     add_task_flags(parser, DistillTask)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    check_training_flags(PROG, argv)
     args = build_parser().parse_args(argv)
     from app.tasks import DistillTask
     from app.training.flags import task_and_config

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
 
-from app.common.cli import positive_float, positive_int
+from app.common.cli import ArgumentParser, positive_float, positive_int
 
 
 def option(default: Any = None, help: str = "", **metadata) -> Any:
@@ -87,7 +87,7 @@ def dataclass_values(config_class, args: argparse.Namespace) -> dict:
 
 def add_task_flags(parser: argparse.ArgumentParser, task_class) -> None:
     """A task's own flags, then the generic training flags with this task's defaults."""
-    from app.training.trainer import TrainConfig
+    from app.training.config import TrainConfig
 
     add_dataclass_flags(parser, task_class)
     group = parser.add_argument_group("training")
@@ -96,6 +96,24 @@ def add_task_flags(parser: argparse.ArgumentParser, task_class) -> None:
 
 def task_and_config(task_class, args: argparse.Namespace):
     """The task and the `TrainConfig` the parsed flags describe."""
-    from app.training.trainer import TrainConfig
+    from app.training.config import TrainConfig
 
     return task_class(**dataclass_values(task_class, args)), TrainConfig(**dataclass_values(TrainConfig, args))
+
+
+def check_training_flags(prog: str, argv: Sequence[str], task_names: Sequence[str] = ()) -> None:
+    """The task name (one of ``task_names``, if given) and the training flags' values, checked before
+    any task, and so TensorFlow, is imported: a typo there fails at once, with the one-line error the
+    full parser would give. The task's own flags are checked by the full parser."""
+    from app.training.config import TrainConfig
+
+    if {"-h", "--help"} & set(argv):
+        return
+    parser = ArgumentParser(prog=prog, add_help=False)
+    targets = [parser]
+    if task_names:
+        tasks = parser.add_subparsers(dest="task", required=True, metavar="{" + ",".join(task_names) + "}", parser_class=ArgumentParser)
+        targets = [tasks.add_parser(name, add_help=False) for name in task_names]
+    for target in targets:
+        add_dataclass_flags(target, TrainConfig)
+    parser.parse_known_args(argv)
