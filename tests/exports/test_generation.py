@@ -4,8 +4,6 @@ the plain logits signature, and bad requests rejected with clear messages."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -90,13 +88,10 @@ def test_bad_requests_are_refused_with_a_clear_message(export, change, message):
 def test_saved_model_cli_runs_generate_like_tensorflow(export, tmp_path):
     path, loaded = export
     expected = call_generate(loaded, "ROMEO:", 30, 0.8, 10, 4)
-    cli = subprocess.run(
-        [
-            sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "run", "--dir", path, "--tag_set", "serve",
-            "--signature_def", "generate", "--outdir", str(tmp_path), "--input_exprs",
-            "prompt='ROMEO:';max_new_tokens=30;temperature=0.8;top_k=10;seed=4",
-        ],
-        capture_output=True, text=True, timeout=180,
+    cli = run_app(
+        "tensorflow.python.tools.saved_model_cli", "run", "--dir", path, "--tag_set", "serve",
+        "--signature_def", "generate", "--outdir", str(tmp_path), "--input_exprs",
+        "prompt='ROMEO:';max_new_tokens=30;temperature=0.8;top_k=10;seed=4", timeout=180,
     )
     assert cli.returncode == 0, cli.stderr[-2000:]
     assert np.load(tmp_path / "token_ids.npy").tolist() == expected["token_ids"]
