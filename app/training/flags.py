@@ -1,5 +1,5 @@
 """Command-line flags made from the code's own dataclasses, so a flag, its help and its default are
-written once: a task's options are its fields declared with `app.tasks.base.option`, the generic
+written once: a task's options are its fields declared with `option` (below), the generic
 training flags are `TrainConfig`'s fields, and ``--help`` prints the defaults the code really uses.
 
 A flag the user leaves out is not passed on at all, so the dataclass default applies.
