@@ -68,7 +68,6 @@ def fill_mask(encoder, preprocessor, texts: list[str], top_k: int = 5) -> list[l
 
     ``encoder`` and ``preprocessor`` are loaded TF-Hub objects (``tf.saved_model.load``).
     """
-    import numpy as np
     import tensorflow as tf
 
     special = {name: int(value) for name, value in preprocessor.get_special_tokens_dict().items()}

@@ -1,8 +1,7 @@
-"""Where the checkout and the shared read-only material are."""
+"""Where the checkout and the shared read-only material are: the app's own answers, so a test looks
+exactly where the code does."""
 
-from pathlib import Path
+from app.common.paths import MINILM_CHECKPOINT as MINILM
+from data_pipelines.sources import REPO_ROOT, SHARED_DATA_DIR as SHARED_DATA
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED = REPO_ROOT.parent / "shared"
-SHARED_DATA = SHARED / "data"
-MINILM = SHARED / "models" / "all-MiniLM-L6-v2"
+__all__ = ["MINILM", "REPO_ROOT", "SHARED_DATA"]
