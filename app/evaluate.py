@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from app.common import paths
-from app.common.cli import ArgumentParser, UsageError, positive_int, run_command
+from app.common.cli import ArgumentParser, UsageError, add_inference_precision_flag, positive_int, run_command
 
 
 def load_examples(metadata: dict, data: Path, text_column: str, label_column: str):
@@ -45,10 +45,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--text-column", default="sentence", help="column of the sentences")
     parser.add_argument("--label-column", default="label", help="column of the integer labels")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="examples per model call")
-    parser.add_argument(
-        "--mixed-precision", choices=("auto", "bf16", "off"), default="auto",
-        help="bf16 via oneDNN's rewrite: auto = on CPUs with AMX/AVX512-BF16 where it measures faster",
-    )
+    add_inference_precision_flag(parser)
     parser.add_argument("--out-dir", type=Path, help=f"where the PNGs go (default: {paths.EVALUATIONS}/<model>/<version>/<data>)")
     return parser
 
@@ -81,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         probabilities = predict_litert(classifier, inputs["text"], args.batch_size)
     else:
         with devices.precision_kept():
-            precision = devices.set_precision_policy(args.mixed_precision, bf16_candidate_on_cpu=True, restored_graph=True)
+            precision = devices.set_inference_precision(args.mixed_precision)
             probabilities = predict(export_dir, inputs, args.batch_size)
     class_names = metadata.get("label_names") or [str(c) for c in range(probabilities.shape[1])]
     if labels.max() >= len(class_names):

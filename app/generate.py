@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from app.common import paths
-from app.common.cli import ArgumentParser, UsageError, non_negative_float, positive_int, run_command
+from app.common.cli import ArgumentParser, UsageError, add_inference_precision_flag, non_negative_float, positive_int, run_command
 from app.exports.generation import SamplingConfig, generate
 
 def build_parser() -> ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 = greedy; higher = more random")
     parser.add_argument("--top-k", type=int, default=20, help="sample among the k most likely tokens (0 = all, at most the vocabulary size)")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same text")
+    add_inference_precision_flag(parser)
     return parser
 
 
@@ -30,15 +31,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.top_k < 0:
         raise UsageError("--top-k must be 0 (no cut) or a positive number")
     from app.exports.savedmodel import resolve_version
+    from app.training import devices
 
     try:
         export_dir = resolve_version(args.model_dir, args.version)
     except FileNotFoundError as error:
         raise UsageError(f"{error}; train one with: python -m app.train lm (or gpt)") from None
     config = SamplingConfig(length=args.length, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    precision = devices.set_inference_precision(args.mixed_precision)
     text = generate(export_dir, args.prompt, config)
     print(text)
-    return {"export_dir": str(export_dir), "prompt": args.prompt, "text": text, **vars(config)}
+    return {"export_dir": str(export_dir), "prompt": args.prompt, "text": text, "precision": precision, **vars(config)}
 
 
 if __name__ == "__main__":

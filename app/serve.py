@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from app.common import paths
-from app.common.cli import ArgumentParser, non_negative_float, positive_float, positive_int, run_command
+from app.common.cli import ArgumentParser, add_inference_precision_flag, non_negative_float, positive_float, positive_int, run_command
 from app.common.errors import UsageError
 
 
@@ -53,9 +53,9 @@ class ServeConfig:
     # this served 1.4-1.7x more BERT requests/s than TensorFlow's default (all cores per call), and
     # cut one client's p99 latency from 35 to 23 ms. 0 = TensorFlow's default.
     tensorflow_intra_op_parallelism: int = 1
-    # bf16 for the loaded graphs through oneDNN's rewrite: auto = on CPUs with bf16 instructions where
-    # it measures faster (see app.training.devices).
-    mixed_precision: str = "auto"
+    # off = every model runs as exported (its answers are TF Serving's); bf16 = oneDNN's bf16 rewrite
+    # (faster on CPUs with bf16 instructions, other answers; see app.training.devices).
+    mixed_precision: str = "off"
 
 
 def log(message: str) -> None:
@@ -114,7 +114,7 @@ async def serve(config: ServeConfig) -> dict:
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(config.tensorflow_intra_op_parallelism)
-    precision = devices.set_precision_policy(config.mixed_precision, bf16_candidate_on_cpu=True, restored_graph=True)
+    precision = devices.set_inference_precision(config.mixed_precision)
     log(f"precision: {precision}; serving {where}")
     loop = asyncio.get_running_loop()
     loader = ThreadPoolExecutor(1, thread_name_prefix="loader")
@@ -160,7 +160,10 @@ async def serve(config: ServeConfig) -> dict:
     poller.cancel()
     await grpc_server.stop(grace=1)
     await web_runner.cleanup()
-    return {"rest": rest_url, "grpc": grpc_address, "models": repository.served, "batching": batching.enabled, "model_calls": runner.model_calls}
+    return {
+        "rest": rest_url, "grpc": grpc_address, "models": repository.served, "precision": precision,
+        "batching": batching.enabled, "model_calls": runner.model_calls,
+    }
 
 
 def flag_bool(text: str) -> bool:
@@ -208,7 +211,7 @@ def build_parser() -> ArgumentParser:
     add("--batch-timeout-ms", type=non_negative_float, default=2.0, help="how long a batch waits to fill (without a parameters file)")
     add("--max-body-bytes", type=positive_int, default=16 * 2**20, help="larger requests get 413")
     add("--threads", type=positive_int, default=4, help="model calls running at once")
-    add("--mixed-precision", choices=("auto", "bf16", "off"), default="auto", help="bf16 via oneDNN's rewrite where it measures faster")
+    add_inference_precision_flag(parser)
     return parser
 
 

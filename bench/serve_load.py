@@ -193,8 +193,8 @@ def main() -> None:
     parser.add_argument("--max-enqueued-batches", type=int, default=100)
     parser.add_argument("--num-batch-threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--allowed-batch-sizes", default="1,2,4,8,12,16,24,32", help="comma-separated; '' = any size")
-    parser.add_argument("--mixed-precision", choices=("auto", "bf16", "off"), default="bf16",
-                        help="the same for both servers (auto measures at start-up, so it can differ between them)")
+    parser.add_argument("--mixed-precision", choices=("off", "bf16"), default="bf16",
+                        help="the same for both servers (off = the exports as they are, app.serve's default)")
     parser.add_argument("--server-flag", action="append", default=[], help="another flag for both servers (repeatable)")
     args = parser.parse_args()
     args.allowed_batch_sizes = [int(size) for size in args.allowed_batch_sizes.split(",") if size.strip()]

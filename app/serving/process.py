@@ -26,9 +26,10 @@ class ServerProcess:
     rest_url: str
     grpc_address: str
     log_path: Path
+    final_log: str | None = None  # kept once stopped (the file is removed then)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.final_log if self.final_log is not None else self.log_path.read_text(errors="replace")
 
     def rss_mb(self) -> float:
         """The server's resident memory now (Linux)."""
@@ -38,9 +39,12 @@ class ServerProcess:
         return float("nan")
 
     def stop(self, timeout: float = 30) -> str:
-        """SIGTERM, wait, and return the log (whose last line is the server's JSON summary)."""
-        stop_process(self.process, timeout)
-        return self.log()
+        """SIGTERM, wait, remove the log file and return its text (whose last line is the server's JSON summary)."""
+        if self.final_log is None:
+            stop_process(self.process, timeout)
+            self.final_log = self.log()
+            self.log_path.unlink(missing_ok=True)
+        return self.final_log
 
     def __enter__(self) -> "ServerProcess":
         return self
@@ -65,7 +69,15 @@ def start_server(model_base: str | Path | None, *flags: str, startup_timeout: fl
         if match:
             return ServerProcess(process, match.group(1), match.group(2), log_path)
         if process.poll() is not None:
-            raise RuntimeError(f"the server exited with code {process.returncode}:\n{log_path.read_text()[-2000:]}")
+            raise RuntimeError(f"the server exited with code {process.returncode}:\n{_removed(log_path)[-2000:]}")
         time.sleep(0.2)
     process.kill()
-    raise RuntimeError(f"the server did not start within {startup_timeout:.0f} s:\n{log_path.read_text()[-2000:]}")
+    process.wait()
+    raise RuntimeError(f"the server did not start within {startup_timeout:.0f} s:\n{_removed(log_path)[-2000:]}")
+
+
+def _removed(log_path: Path) -> str:
+    """The log's text; the file is removed."""
+    text = log_path.read_text(errors="replace")
+    log_path.unlink(missing_ok=True)
+    return text

@@ -52,10 +52,6 @@ class Task(abc.ABC):
     summary: str  # its one-line help
     export_name: str
     defaults: TrainDefaults
-    # Whether XLA speeds up this model's training on CPU, as measured by bench/precision_and_xla.py.
-    jit_compile_on_cpu: bool
-    # Whether bfloat16 may speed this model up on CPUs with bf16 instructions (then measured, see app.training.devices).
-    bf16_candidate_on_cpu: bool = False
     # Whether the model runs a restored SavedModel graph (a TF-Hub encoder), which bf16 reaches only
     # through oneDNN's graph rewrite, not a Keras dtype policy.
     restored_graph: bool = False

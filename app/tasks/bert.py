@@ -72,12 +72,6 @@ class BertTask(Task):
     # Batch 16: on 4,000 SST-2 sentences x 2 epochs it reached dev 0.845-0.846 against 0.839 with 32.
     # Learning rate 5e-5 (Hugging Face's default): dev 0.861 / 0.841 (seeds 0 / 1) there, 3e-5 gave 0.849.
     defaults = TrainDefaults(epochs=3, batch_size=16, learning_rate=5e-5, patience=1, steps_per_execution=1)
-    # Length-grouped batches have many shapes, each an XLA compile; on CPU that costs more than it
-    # saves (measured with keras-hub's backbone: 7.1 vs 19.0 samples/s with and without XLA; and XLA's
-    # fused steady state ran the MiniLM encoder no faster than oneDNN's kernels, see bench/profile_bert.py).
-    jit_compile_on_cpu = False
-    # bf16 is measured before use (auto), and reaches the restored TF-Hub encoder by oneDNN's rewrite.
-    bf16_candidate_on_cpu = True
     restored_graph = True
 
     def ensure_default_hub(self) -> None:

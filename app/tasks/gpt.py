@@ -42,11 +42,6 @@ class GptTask(NextTokenTask):
     # Sized for a 2-core CPU: ~12 minutes. Small batches give a small model more updates per token
     # (batch 16 reached validation loss 2.07 after one epoch where batch 64 reached 2.49).
     defaults = TrainDefaults(epochs=6, batch_size=16, learning_rate=3e-3, patience=3, steps_per_execution=16)
-    # XLA fuses the attention, norm and GELU ops of these fixed-shape steps: 9,460 against 6,246
-    # training tokens/s (1.51x) for the default model on a 2-core AVX2 AMD EPYC (bench/precision_and_xla.py).
-    jit_compile_on_cpu = True
-    # bf16 can pay on CPUs with AMX / AVX512-BF16; `--mixed-precision auto` measures it there.
-    bf16_candidate_on_cpu = True
     random_offsets = True
 
     def __post_init__(self):

@@ -138,7 +138,6 @@ class LanguageModelTask(NextTokenTask):
     summary = "LSTM language model on Tiny Shakespeare (or --text-file)"
     export_name = "lm"
     defaults = TrainDefaults(epochs=10, batch_size=64, learning_rate=2e-3, patience=3)
-    jit_compile_on_cpu = False
 
     def build_model(self, data: TextData) -> keras.Model:
         return build_lstm_lm(

@@ -55,10 +55,6 @@ class MaskedLmTask(Task):
 
     name = "mlm"
     summary = "pretrain a BERT encoder from random weights by masked language modelling"
-    # Length-grouped batches have many shapes, each an XLA compile: not worth it on CPU (as for bert).
-    jit_compile_on_cpu = False
-    # Native Keras layers: the mixed_bfloat16 policy reaches them; measured before use (auto).
-    bf16_candidate_on_cpu = True
 
     def __post_init__(self):
         if self.size not in PRESETS:

@@ -26,7 +26,6 @@ class MnistTask(Task):
     export_name = "mnist"
     # Dropout makes the validation loss noisy: a longer patience avoids stopping on a blip.
     defaults = TrainDefaults(epochs=40, batch_size=32, learning_rate=1e-3, patience=8)
-    jit_compile_on_cpu = False
 
     def load_data(self, data_dir, batch_size, seed, max_train_samples) -> TaskData:
         mnist = load_mnist(MnistConfig(data_dir, max_train_samples=max_train_samples, batch_size=batch_size, seed=seed))

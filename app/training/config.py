@@ -29,9 +29,13 @@ class TrainConfig:
     )
     out: str = option(str(paths.SAVED_MODELS), "export base directory")
     runs_dir: str = option(str(paths.RUNS), "where TensorBoard logs, history and checkpoints go")
-    jit_compile: str = option("auto", "XLA compilation (auto: where the task measured faster on this device)", choices=("auto", "on", "off"))
+    jit_compile: str = option(
+        "auto", "XLA compilation; auto = on a GPU; on a CPU if a few timed steps of this model run faster with it",
+        choices=("auto", "on", "off"),
+    )
     mixed_precision: str = option(
-        "auto", "auto = on a GPU, and bf16 on CPUs with AMX/AVX512-BF16 where it measures faster (gpt, bert, mlm); bf16 = always",
+        "auto", "auto = on a GPU; on a CPU with AMX/AVX512-BF16, bf16 if a few timed steps of this model run faster "
+        "(remembered in <runs-dir>/autotune.json); bf16 = always",
         choices=("auto", "bf16", "off"),
     )
     steps_per_execution: int | None = option(help="train steps per graph call")

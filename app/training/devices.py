@@ -1,43 +1,32 @@
 """Device-dependent choices made in one place: XLA, mixed precision, multi-GPU strategy.
 
-The same code runs on CPU and GPU; only these decisions differ. CPUs differ too: bfloat16 pays only
-on those with AMX or AVX512-BF16 instructions, and even there it is measured before it is used.
+The same code runs on CPU and GPU; only these decisions differ. CPUs differ too: bfloat16 exists only
+on those with AMX or AVX512-BF16 instructions, and even there ``auto`` times the model before using it
+(app.training.autotune).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import os
 import platform
-import time
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from app.common.cli import INFERENCE_PRECISIONS
 from app.common.errors import UsageError
 
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-# bf16 is used on a CPU only when its matrix products measure at least this much faster than fp32.
-BF16_MIN_SPEEDUP = 1.3
 ONEDNN_BF16 = "bfloat16 (oneDNN rewrite)"
 ONEDNN_BF16_OPTION = "auto_mixed_precision_onednn_bfloat16"
+ASSUME_BF16_CPU = "FROMZERO_ASSUME_BF16_CPU"
+AS_EXPORTED = "as exported"
 
 
 def gpus() -> list:
     return tf.config.list_physical_devices("GPU")
-
-
-def use_jit_compile(choice: str, cpu_default: bool, multi_worker: bool = False) -> bool:
-    """``on``/``off`` as asked; ``auto`` = XLA on GPU, and the task's measured preference on CPU.
-    XLA cannot compile collectives for CPUs, so several CPU workers train without it."""
-    if multi_worker and not gpus():
-        if choice == "on":
-            raise UsageError("--jit-compile on: XLA cannot compile the workers' collectives on CPUs (use auto or off)")
-        return False
-    if choice == "auto":
-        return True if gpus() else cpu_default
-    return choice == "on"
 
 
 def cpu_flags() -> set[str]:
@@ -61,43 +50,26 @@ def cpu_model() -> str:
 
 
 def cpu_supports_bf16() -> bool:
-    """Whether the CPU has bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16)."""
+    """Whether the CPU has bfloat16 matrix instructions (AMX-BF16 or AVX512-BF16).
+    ``FROMZERO_ASSUME_BF16_CPU=1`` says yes on any CPU, so that tests see what a bf16 CPU would do."""
+    if os.environ.get(ASSUME_BF16_CPU) == "1":
+        return True
     return any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
 
 
-@functools.cache
-def bf16_matmul_speedup(size: int = 1024, repeats: int = 5) -> float:
-    """How many times faster a [size x size] matrix product runs in bfloat16 than in float32 here."""
-
-    def seconds(dtype) -> float:
-        a = tf.random.stateless_normal([size, size], seed=[0, 1], dtype=tf.float32)
-        a = tf.cast(a, dtype)
-        tf.linalg.matmul(a, a).numpy()  # warm-up: kernel selection
-        start = time.perf_counter()
-        for _ in range(repeats):
-            tf.linalg.matmul(a, a).numpy()
-        return time.perf_counter() - start
-
-    return seconds(tf.float32) / seconds(tf.bfloat16)
+def gpu_mixed_policy() -> str:
+    """Keras's mixed policy for the first GPU: bfloat16 on Ampere or newer, float16 before."""
+    details = tf.config.experimental.get_device_details(gpus()[0])
+    major, _ = details.get("compute_capability", (0, 0))
+    return "mixed_bfloat16" if major >= 8 else "mixed_float16"
 
 
-def set_precision_policy(choice: str, bf16_candidate_on_cpu: bool = False, restored_graph: bool = False) -> str:
-    """``off`` = float32, ``bf16`` = bfloat16. ``auto``: on a GPU, mixed precision (bfloat16 on Ampere
-    or newer, float16 before); on a CPU, bfloat16 only for models that may gain from it
-    (``bf16_candidate_on_cpu``) on CPUs with bf16 instructions where it measures faster, else float32.
-
-    Models made of Keras layers get Keras's ``mixed_bfloat16`` policy; a model that runs a restored
-    SavedModel graph (``restored_graph``: a TF-Hub encoder) cannot be re-typed by a Keras policy, so
-    on a CPU it gets oneDNN's bfloat16 graph rewrite instead."""
-    policy = "float32"
-    if choice == "bf16":
-        policy = "mixed_bfloat16"
-    elif choice == "auto" and gpus():
-        details = tf.config.experimental.get_device_details(gpus()[0])
-        major, _ = details.get("compute_capability", (0, 0))
-        policy = "mixed_bfloat16" if major >= 8 else "mixed_float16"
-    elif choice == "auto" and bf16_candidate_on_cpu and cpu_supports_bf16() and bf16_matmul_speedup() >= BF16_MIN_SPEEDUP:
-        policy = "mixed_bfloat16"
+def set_precision_policy(policy: str, restored_graph: bool = False) -> str:
+    """Train in ``policy`` (Keras's float32, mixed_bfloat16 or mixed_float16; ``auto`` is decided in
+    app.training.autotune). A model that runs a restored SavedModel graph (``restored_graph``: a TF-Hub
+    encoder) cannot be re-typed by a Keras policy, so on a CPU its bf16 is oneDNN's bfloat16 graph
+    rewrite instead. Returns the precision as the run's summary names it."""
+    tf.config.optimizer.set_experimental_options({ONEDNN_BF16_OPTION: False})
     if restored_graph and policy == "mixed_bfloat16" and not gpus():
         return use_onednn_bf16_rewrite()
     keras.mixed_precision.set_global_policy(policy)
@@ -126,6 +98,19 @@ def use_onednn_bf16_rewrite() -> str:
         return "float32"
     tf.config.optimizer.set_experimental_options({ONEDNN_BF16_OPTION: True})
     return ONEDNN_BF16
+
+
+def set_inference_precision(choice: str) -> str:
+    """How this process runs the exports it loads. ``off`` (the default): the graph as exported, so
+    the answers equal TF Serving's and ``tf.saved_model.load``'s. ``bf16``: oneDNN's bfloat16 rewrite,
+    faster on CPUs with bf16 instructions, with answers that differ (logits in the third digit, sampled
+    text after a few characters): a speed the user asks for, never a default."""
+    if choice == "bf16":
+        return use_onednn_bf16_rewrite()
+    if choice != "off":
+        raise UsageError(f"precision must be one of {INFERENCE_PRECISIONS}, not {choice!r}")
+    tf.config.optimizer.set_experimental_options({ONEDNN_BF16_OPTION: False})
+    return AS_EXPORTED
 
 
 def distribution_strategy(cluster=None, collective: str = "auto", cluster_timeout: float = 300) -> tf.distribute.Strategy:

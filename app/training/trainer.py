@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from app.common.errors import CommandFailed, Interrupted, TrainingFailed, UsageError
 from app.tasks.base import Task, TaskData
-from app.training import devices
+from app.training import autotune, devices
 from app.training.cluster import Cluster, cluster_from_environment, describe_cluster, shard_by_data, weights_fingerprint, worker_outputs
 from app.training.config import TrainConfig
 from app.training.plots import plot_training_curves
@@ -187,24 +187,35 @@ def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cl
         data = shard_by_data(data)
         say(describe_cluster(cluster, batch_size, learning_rate))
 
-    jit_compile = devices.use_jit_compile(config.jit_compile, task.jit_compile_on_cpu, multi_worker=cluster is not None)
-    policy = devices.set_precision_policy(config.mixed_precision, task.bf16_candidate_on_cpu, task.restored_graph)
     steps_per_epoch = int(data.train.cardinality())
     if steps_per_epoch <= 0:  # unknown or infinite: estimate from the example count
         steps_per_epoch = math.ceil(data.train_examples / (batch_size * workers))
+
+    def compiled_model(setting: autotune.Candidate) -> keras.Model:
+        with strategy.scope():
+            model = task.build_model(data)
+            model.compile(
+                optimizer=task.optimizer(learning_rate, total_steps=epochs * steps_per_epoch),
+                loss=task.loss(),
+                metrics=task.metrics(),
+                weighted_metrics=task.weighted_metrics(),
+                jit_compile=setting.jit_compile,
+                # Several workers: one step per graph call (Keras 3.15's multi-step loop fails under them, see app.training.keras_multi_worker).
+                steps_per_execution=1 if cluster else config.steps_per_execution or task.defaults.steps_per_execution,
+            )
+        return model
+
+    choice = autotune.choose(
+        (config.mixed_precision, config.jit_compile), cluster is not None, epochs * steps_per_epoch, task.restored_graph,
+        key={"task": repr(task), "batch": repr(data.train.element_spec)}, runs_dir=config.runs_dir, build=compiled_model,
+        probe_data=lambda: task.load_data(config.data_dir, batch_size * workers, config.seed, config.max_train_samples).train,
+        say=say,
+    )
+    keras.utils.set_random_seed(config.seed)  # the same first weights whether or not a probe ran
+    model = compiled_model(choice.candidate)
     with strategy.scope():
-        model = task.build_model(data)
-        model.compile(
-            optimizer=task.optimizer(learning_rate, total_steps=epochs * steps_per_epoch),
-            loss=task.loss(),
-            metrics=task.metrics(),
-            weighted_metrics=task.weighted_metrics(),
-            jit_compile=jit_compile,
-            # Several workers: one step per graph call (Keras 3.15's multi-step loop fails under them, see app.training.keras_multi_worker).
-            steps_per_execution=1 if cluster else config.steps_per_execution or task.defaults.steps_per_execution,
-        )
         build_training_state(model, data.train)
-    say(devices.describe(model.jit_compile, policy, strategy))
+    say(devices.describe(model.jit_compile, choice.precision, strategy))
     if not config.quiet and not (cluster and not cluster.is_chief):
         model.summary()
 
@@ -268,7 +279,8 @@ def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cl
         "global_batch_size": batch_size * workers,
         "train_seconds": round(timer.seconds, 1),
         "jit_compile": bool(model.jit_compile),
-        "precision": policy,
+        "precision": choice.precision,
+        "auto": choice.report,
         "train_samples_per_s": round(data.train_examples * timer.epochs / timer.seconds, 1) if timer.seconds else None,
     }
     if cluster:  # every worker prints it: equal fingerprints = the workers ended with the same weights

@@ -41,21 +41,20 @@ def test_bf16_and_float32_answer_the_same_classes_on_the_dev_set(trained_bert, t
     classes = {}
     try:
         for choice in ("off", "bf16"):
-            devices.set_precision_policy(choice, bf16_candidate_on_cpu=True, restored_graph=True)
+            devices.set_inference_precision(choice)
             classes[choice] = predict(export_dir, inputs, batch_size=64).argmax(axis=1)
     finally:
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
     assert len(classes["off"]) == 872 and np.mean(classes["off"] == classes["bf16"]) >= 0.99
-    report = main(["--model-dir", str(export_dir), "--data", str(SHARED_DATA_DIR / "sst2" / "dev.tsv"), "--mixed-precision", "off", "--out-dir", str(tmp_path)])
-    assert report["precision"] == "float32"
+    report = main(["--model-dir", str(export_dir), "--data", str(SHARED_DATA_DIR / "sst2" / "dev.tsv"), "--out-dir", str(tmp_path)])
+    assert report["precision"] == devices.AS_EXPORTED
     assert report["metrics"]["accuracy"] == pytest.approx(np.mean(classes["off"] == labels))
 
 
 def test_evaluates_the_mnist_export_on_the_test_split(trained_mnist, tmp_path):
-    # In float32, as it was trained (on CPUs with bf16 instructions `auto` would evaluate in bf16).
     report = main([
         "--model-dir", trained_mnist.summary["export_dir"], "--data", str(SHARED_DATA_DIR / "mnist" / "mnist.npz"),
-        "--mixed-precision", "off", "--out-dir", str(tmp_path),
+        "--out-dir", str(tmp_path),
     ])
     assert report["examples"] == 10000
     assert report["metrics"]["accuracy"] == pytest.approx(trained_mnist.summary["metrics"]["test_accuracy"], abs=1e-6)

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from app.exports.generation import SamplingConfig, generate
 from app.exports.sampler import MAX_NEW_TOKENS
+from app.training.devices import AS_EXPORTED, ASSUME_BF16_CPU
 from tests.support.commands import last_json_line, run_app
 
 
@@ -99,9 +100,14 @@ def test_saved_model_cli_runs_generate_like_tensorflow(export, tmp_path):
 
 def test_generate_command_uses_the_signature(export):
     path, loaded = export
-    done = run_app("app.generate", "--model-dir", path, "--prompt", "ROMEO:", "--length", "30", "--top-k", "10", "--seed", "4")
+    done = run_app(
+        "app.generate", "--model-dir", path, "--prompt", "ROMEO:", "--length", "30", "--top-k", "10", "--seed", "4",
+        env={ASSUME_BF16_CPU: "1"},  # the default is the export's own precision, even on a bf16 CPU
+    )
     assert done.returncode == 0, done.stderr
-    assert last_json_line(done.stdout)["text"] == "ROMEO:" + call_generate(loaded, "ROMEO:", 30, 0.8, 10, 4)["text"]
+    result = last_json_line(done.stdout)
+    assert result["text"] == "ROMEO:" + call_generate(loaded, "ROMEO:", 30, 0.8, 10, 4)["text"]
+    assert result["precision"] == AS_EXPORTED
 
 
 @pytest.mark.parametrize(

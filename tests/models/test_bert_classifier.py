@@ -36,31 +36,21 @@ def test_fine_tuning_reports_dev_metrics_and_exports_a_raw_string_signature(trai
     np.testing.assert_array_equal(outputs["class_ids"].numpy(), expected.argmax(axis=1))
 
 
-def test_the_run_summary_names_the_precision_it_chose(trained_bert):
-    from app.training import devices
-
-    result, _ = trained_bert
-    expected = devices.ONEDNN_BF16 if devices.cpu_supports_bf16() and devices.bf16_matmul_speedup() >= devices.BF16_MIN_SPEEDUP else "float32"
-    assert result.summary["precision"] == expected
-
-
-def test_restored_graphs_fall_back_to_float32_on_cpus_without_bf16(monkeypatch, capsys):
+def test_restored_graphs_get_onednns_bf16_rewrite_and_fall_back_to_float32_on_cpus_without_bf16(monkeypatch, capsys):
     from app.training import devices
 
     monkeypatch.setattr(devices, "gpus", lambda: [])
     monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: False)
-    assert devices.set_precision_policy("auto", bf16_candidate_on_cpu=True, restored_graph=True) == "float32"
-    assert devices.set_precision_policy("bf16", bf16_candidate_on_cpu=True, restored_graph=True) == "float32"
+    assert devices.set_precision_policy("mixed_bfloat16", restored_graph=True) == "float32"
     assert "no bf16 instructions" in capsys.readouterr().out
     assert not tf.config.optimizer.get_experimental_options().get("auto_mixed_precision_onednn_bfloat16")
     monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: True)
-    monkeypatch.setattr(devices, "bf16_matmul_speedup", lambda: 3.0)
     try:
-        assert devices.set_precision_policy("auto", bf16_candidate_on_cpu=True, restored_graph=True) == devices.ONEDNN_BF16
+        assert devices.set_precision_policy("mixed_bfloat16", restored_graph=True) == devices.ONEDNN_BF16
         assert tf.config.optimizer.get_experimental_options()["auto_mixed_precision_onednn_bfloat16"]
     finally:
-        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
-    assert devices.set_precision_policy("off", bf16_candidate_on_cpu=True, restored_graph=True) == "float32"
+        assert devices.set_precision_policy("float32", restored_graph=True) == "float32"
+    assert not tf.config.optimizer.get_experimental_options().get("auto_mixed_precision_onednn_bfloat16")
 
 
 def test_a_missing_label_column_is_a_clear_error(tiny_hub, small_sst2):

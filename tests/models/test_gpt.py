@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.training import devices
 from models.gpt import GptConfig, attention_scores, build_gpt, empty_cache, forward_with_cache
 from tests.support.commands import run_app
 
@@ -56,24 +55,9 @@ def test_gpt_run_reports_like_the_lstm(trained_gpt):
     assert metrics["perplexity"] == pytest.approx(np.exp(metrics["validation_loss"]), rel=1e-6)
     assert metrics["bits_per_char"] == pytest.approx(metrics["validation_loss"] / np.log(2), rel=1e-6)
     assert metrics["validation_loss"] < np.log(trained_gpt.data.tokenizer.vocab_size)  # learned something
-    bf16_pays = devices.cpu_supports_bf16() and devices.bf16_matmul_speedup() >= devices.BF16_MIN_SPEEDUP
-    assert summary["precision"] == ("mixed_bfloat16" if bf16_pays else "float32") and isinstance(summary["jit_compile"], bool)
+    assert summary["precision"] == "float32" and summary["jit_compile"] is False  # too short a run to probe
+    assert summary["auto"]["decided_by"].startswith("a short run")
     assert trained_gpt.model.count_params() < 50_000
-
-
-def test_cpus_without_bf16_train_in_float32(monkeypatch):
-    import keras
-
-    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: False)
-    monkeypatch.setattr(devices, "gpus", lambda: [])
-    assert devices.set_precision_policy("auto", bf16_candidate_on_cpu=True) == "float32"
-    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: True)
-    monkeypatch.setattr(devices, "bf16_matmul_speedup", lambda: 1.0)  # bf16 instructions, but not faster
-    assert devices.set_precision_policy("auto", bf16_candidate_on_cpu=True) == "float32"
-    monkeypatch.setattr(devices, "bf16_matmul_speedup", lambda: 3.0)
-    assert devices.set_precision_policy("auto", bf16_candidate_on_cpu=True) == "mixed_bfloat16"
-    assert devices.set_precision_policy("auto", bf16_candidate_on_cpu=False) == "float32"
-    keras.mixed_precision.set_global_policy("float32")
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ def served(tmp_path_factory):
     flags = (
         f"--model_config_file={write_config(base)}", "--model_config_file_poll_wait_seconds=0.5",
         "--file_system_poll_wait_seconds", "0.5", f"--monitoring_config_file={base / 'monitoring.config'}",
-        "--enable_batching", f"--batching_parameters_file={base / 'batching.config'}", "--mixed-precision", "off",
+        "--enable_batching", f"--batching_parameters_file={base / 'batching.config'}",
     )
     with start_server(None, *flags) as server:
         yield server, base

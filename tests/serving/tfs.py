@@ -74,7 +74,7 @@ def tfs_server(models: Path, config_dir: Path) -> Iterator[ServerProcess]:
     written into ``config_dir``; yields once every version is AVAILABLE (or the wait gave up)."""
     config = config_dir / "models.config"
     config.write_text(MODEL_CONFIG.format(hp2=HP2, two=TWO, hp3=HP3, base=models))
-    flags = (f"--model_config_file={config}", "--allow_version_labels_for_unavailable_models=true", "--mixed-precision", "off")
+    flags = (f"--model_config_file={config}", "--allow_version_labels_for_unavailable_models=true")
     with start_server(None, *flags) as server:
         wait_until_available(server, {HP2: 1, TWO: 2, HP3: 1})
         yield server

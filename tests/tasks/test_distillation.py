@@ -133,7 +133,7 @@ def test_compressed_models_score_like_the_savedmodel(trained_bert, small_sst2, t
     dev = str(small_sst2 / "dev.tsv")
     scores = {}
     for model in (str(export_dir), str(export_dir / "litert" / "int8.tflite"), str(export_dir / "litert" / "float16.tflite")):
-        result = run_app("app.evaluate", "--model-dir", model, "--data", dev, "--mixed-precision", "off", "--out-dir", str(tmp_path / "plots"))
+        result = run_app("app.evaluate", "--model-dir", model, "--data", dev, "--out-dir", str(tmp_path / "plots"))
         assert result.returncode == 0, result.stderr
         scores[model] = last_json_line(result.stdout)["metrics"]["accuracy"]
     saved_model, int8, float16 = scores.values()
