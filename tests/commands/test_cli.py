@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.commands import assert_one_line_error, last_json_line, run_app, start_app
+from tests.support.commands import assert_one_line_error, last_json_line, run_app, run_in_process, start_app
 from tests.support.paths import REPO_ROOT
 
 
@@ -51,23 +51,23 @@ def test_missing_data_names_every_place_looked(tmp_path):
 
 @pytest.mark.parametrize("task", ["mnist", "bert"])
 def test_a_data_dir_that_does_not_exist_is_an_error_naming_it(task):
-    result = run_app("app.train", task, "--data-dir", "/nonexistent/place")
+    result = run_in_process("app.train", task, "--data-dir", "/nonexistent/place")
     assert_one_line_error(result, "--data-dir /nonexistent/place does not exist")
 
 
 def test_empty_text_file(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    assert_one_line_error(run_app("app.train", "lm", "--text-file", str(empty)), f"{empty} is empty")
+    assert_one_line_error(run_in_process("app.train", "lm", "--text-file", str(empty)), f"{empty} is empty")
 
 
 def test_generate_without_an_export(tmp_path):
-    result = run_app("app.generate", "--model-dir", str(tmp_path / "nothing"))
+    result = run_in_process("app.generate", "--model-dir", str(tmp_path / "nothing"))
     assert_one_line_error(result, "no exported versions", "python -m app.train lm")
 
 
 def test_resume_without_an_interrupted_run(tmp_path):
-    result = run_app("app.train", "mnist", "--resume", "--runs-dir", str(tmp_path))
+    result = run_in_process("app.train", "mnist", "--resume", "--runs-dir", str(tmp_path))
     assert_one_line_error(result, "nothing to resume")
 
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from app.exports.generation import SamplingConfig, generate
 from app.exports.sampler import MAX_NEW_TOKENS
 from app.training.devices import AS_EXPORTED, ASSUME_BF16_CPU
-from tests.support.commands import last_json_line, run_app
+from tests.support.commands import last_json_line, run_app, run_in_process
 
 
 @pytest.fixture(scope="module", params=["lm", "gpt"])
@@ -121,7 +121,7 @@ def test_generate_command_uses_the_signature(export):
 )
 def test_generate_command_exits_2_with_one_clear_line_on_bad_input(trained_lm, flags, message):
     # The checks are the same graph code in both exports (tested above for each); the CLI once.
-    failed = run_app("app.generate", "--model-dir", trained_lm.summary["export_dir"], *flags)
+    failed = run_in_process("app.generate", "--model-dir", trained_lm.summary["export_dir"], *flags)
     assert failed.returncode == 2, failed.stderr
     last_line = failed.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error:") and message in last_line, last_line

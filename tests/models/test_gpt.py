@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models.gpt import GptConfig, attention_scores, build_gpt, empty_cache, forward_with_cache
-from tests.support.commands import run_app
+from tests.support.commands import run_in_process
 
 TINY = GptConfig(vocab_size=20, context_length=16, num_layers=2, num_heads=2, embedding_dim=16)
 
@@ -69,6 +69,6 @@ def test_gpt_run_reports_like_the_lstm(trained_gpt):
     ],
 )
 def test_bad_gpt_flags_are_one_clear_error(flags, message, tmp_path):
-    done = run_app("app.train", "gpt", *flags, "--epochs", "1", "--max-train-samples", "5000", "--runs-dir", str(tmp_path))
+    done = run_in_process("app.train", "gpt", *flags, "--epochs", "1", "--max-train-samples", "5000", "--runs-dir", str(tmp_path))
     assert done.returncode == 2
     assert message in done.stderr.strip().splitlines()[-1]

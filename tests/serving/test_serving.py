@@ -23,7 +23,7 @@ from app.tasks import BertTask, GptTask, LanguageModelTask, MnistTask
 from app.training.devices import ASSUME_BF16_CPU, ONEDNN_BF16, cpu_supports_bf16
 from data_pipelines.mnist import read_mnist_arrays
 from data_pipelines.sources import SHARED_DATA_DIR
-from tests.support.commands import last_json_line, run_app
+from tests.support.commands import last_json_line, run_app, run_in_process
 from tests.support.http import get_json, post_json
 from tests.support.http import request as http_request
 from tests.support.paths import REPO_ROOT
@@ -451,7 +451,7 @@ def test_generation_through_the_server_equals_local_generation(server, model_bas
 
     local = generate(export_dir(model_base, model), "ROMEO:", SamplingConfig(length=120, seed=3))
     for where in (["--server", server.rest_url], ["--grpc", server.grpc_address]):
-        done = run_app("app.predict", *where, "--model", model, "ROMEO:", "--length", "120", "--seed", "3")
+        done = run_in_process("app.predict", *where, "--model", model, "ROMEO:", "--length", "120", "--seed", "3")
         assert done.returncode == 0, done.stderr
         assert last_json_line(done.stdout)["text"] == local
     inputs = {**GENERATE, "max_new_tokens": 120, "seed": 3, "top_k": 20}  # SamplingConfig defaults
@@ -477,7 +477,7 @@ def test_a_300_character_generation_is_one_request(server, monkeypatch, capsys):
 
 
 def test_predict_cli_without_a_server_says_so():
-    done = run_app("app.predict", "--server", "http://127.0.0.1:9", "--model", "mnist", "x.png")
+    done = run_in_process("app.predict", "--server", "http://127.0.0.1:9", "--model", "mnist", "x.png")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: cannot reach http://127.0.0.1:9")
 

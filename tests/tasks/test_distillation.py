@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from app.exports.savedmodel import read_metadata, resolve_version
-from tests.support.commands import last_json_line, run_app
+from tests.support.commands import last_json_line, run_app, run_in_process
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +114,7 @@ def test_bad_teacher_student_or_labels_are_one_clear_error(trained_bert, pretrai
         "has labels [2] that the teacher does not know": [*teacher, *common, "--validation-file", str(three_labels)],
     }
     for message, args in cases.items():
-        result = run_app("app.distill", *args)
+        result = run_in_process("app.distill", *args)
         assert result.returncode == 2, result.stderr
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
@@ -141,9 +141,9 @@ def test_compressed_models_score_like_the_savedmodel(trained_bert, small_sst2, t
 
 
 def test_only_text_classifiers_are_compressed(tmp_path):
-    result = run_app("app.compress", "--model-dir", str(fake_export(tmp_path / "mnist", "mnist")))
+    result = run_in_process("app.compress", "--model-dir", str(fake_export(tmp_path / "mnist", "mnist")))
     assert result.returncode == 2 and "only text classifiers" in result.stderr
-    result = run_app("app.evaluate", "--model-dir", str(tmp_path / "model.tflite"), "--data", str(tmp_path / "model.tflite"))
+    result = run_in_process("app.evaluate", "--model-dir", str(tmp_path / "model.tflite"), "--data", str(tmp_path / "model.tflite"))
     assert result.returncode == 2 and "error:" in result.stderr
 
 

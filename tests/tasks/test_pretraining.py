@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from data_pipelines.errors import DataError
 from tests.support.builds import VOCAB_SIZE
-from tests.support.commands import run_app
+from tests.support.commands import run_in_process
 
 def test_vocabulary_starts_with_the_special_tokens_and_covers_held_out_text(small_vocab):
     out, report = small_vocab
@@ -108,7 +108,7 @@ def test_bad_pretraining_input_is_one_clear_error(small_corpus, small_vocab, tin
 
 
 def test_vocab_command_exits_2_with_one_line(tmp_path):
-    result = run_app("app.pretrain", "vocab", "--corpus", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "v"))
+    result = run_in_process("app.pretrain", "vocab", "--corpus", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "v"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"error: corpus file not found: {tmp_path / 'missing.txt'}"
     assert not (tmp_path / "v").exists()

@@ -16,7 +16,7 @@ import pytest
 
 from app.common.errors import UsageError
 from app.training.cluster import cluster_from_environment
-from tests.support.commands import last_json_line, run_app, start_app
+from tests.support.commands import last_json_line, run_app, run_in_process, start_app
 
 # Without dropout, so that one worker with the global batch computes exactly what two workers do.
 MNIST = ("python", "-m", "app.train", "mnist", "--dropout-rate", "0")
@@ -177,5 +177,5 @@ def test_launch_needs_a_command():
 
 def test_a_time_budget_is_refused_with_several_workers():
     tf_config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
-    result = run_app("app.train", "mnist", "--max-minutes", "1", env={"TF_CONFIG": json.dumps(tf_config)})
+    result = run_in_process("app.train", "mnist", "--max-minutes", "1", env={"TF_CONFIG": json.dumps(tf_config)})
     assert result.returncode == 2 and "error: --max-minutes cannot stop several workers" in result.stderr
