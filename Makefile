@@ -37,6 +37,7 @@ bench: setup
 	$(VENV_PYTHON) bench/mnist_vs_peer.py
 	$(VENV_PYTHON) bench/lstm_vs_peer.py
 	$(VENV_PYTHON) bench/bert_vs_peers.py
+	$(VENV_PYTHON) bench/gpt_vs_peers.py
 	$(VENV_PYTHON) bench/serve_load.py
 	$(VENV_PYTHON) bench/multi_worker.py
 	$(VENV_PYTHON) bench/compression.py

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from app.common import paths
-from app.common.cli import ArgumentParser, UsageError, add_inference_precision_flag, non_negative_float, positive_int, run_command
+from app.common.cli import (
+    ArgumentParser, UsageError, add_inference_precision_flag, non_negative_float, non_negative_int, positive_int, run_command,
+)
 from app.exports.generation import SamplingConfig, generate
 
 def build_parser() -> ArgumentParser:
@@ -23,6 +25,11 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--top-k", type=int, default=20, help="sample among the k most likely tokens (0 = all, at most the vocabulary size)")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same text")
     add_inference_precision_flag(parser)
+    parser.add_argument(
+        "--threads", type=non_negative_int, default=1,
+        help="TensorFlow threads (inside and between ops; 0 = TensorFlow's default, every core). One prompt is a "
+        "chain of small ops: 1 thread generated 2.3x faster than the default (bench/gpt_vs_peers.py)",
+    )
     return parser
 
 
@@ -38,10 +45,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     except FileNotFoundError as error:
         raise UsageError(f"{error}; train one with: python -m app.train lm (or gpt)") from None
     config = SamplingConfig(length=args.length, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    threads = devices.set_threads(args.threads)
     precision = devices.set_inference_precision(args.mixed_precision)
     text = generate(export_dir, args.prompt, config)
     print(text)
-    return {"export_dir": str(export_dir), "prompt": args.prompt, "text": text, "precision": precision, **vars(config)}
+    return {"export_dir": str(export_dir), "prompt": args.prompt, "text": text, "precision": precision, "threads": threads, **vars(config)}
 
 
 if __name__ == "__main__":

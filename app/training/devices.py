@@ -113,6 +113,19 @@ def set_inference_precision(choice: str) -> str:
     return AS_EXPORTED
 
 
+def set_threads(threads: int) -> int:
+    """Use ``threads`` threads inside and between TensorFlow's ops (0 = TensorFlow's default: every
+    core); returns the number in effect. Takes effect only before TensorFlow has run anything in this
+    process (a command's own process); later (a notebook, a test) the pools stay as they are."""
+    try:
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # "cannot be modified after initialization"
+        pass
+    return tf.config.threading.get_intra_op_parallelism_threads()
+
+
 def distribution_strategy(cluster=None, collective: str = "auto", cluster_timeout: float = 300) -> tf.distribute.Strategy:
     """Several workers (``TF_CONFIG``, see app.training.cluster) -> MultiWorkerMirroredStrategy; several local
     GPUs -> MirroredStrategy; else the default strategy."""

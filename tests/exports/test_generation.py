@@ -107,7 +107,7 @@ def test_generate_command_uses_the_signature(export):
     assert done.returncode == 0, done.stderr
     result = last_json_line(done.stdout)
     assert result["text"] == "ROMEO:" + call_generate(loaded, "ROMEO:", 30, 0.8, 10, 4)["text"]
-    assert result["precision"] == AS_EXPORTED
+    assert result["precision"] == AS_EXPORTED and result["threads"] == 1  # one thread: the same text, faster
 
 
 @pytest.mark.parametrize(
