@@ -15,6 +15,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("FROMZERO_OFFLINE", "1")
 
 
+def matmul_gflops(dtype_name: str, size: int = 1024, repeats: int = 10) -> float:
+    """This machine's speed at one [size x size] matrix product in ``dtype_name`` (TensorFlow), GFLOP/s."""
+    import time
+
+    import tensorflow as tf
+
+    a = tf.cast(tf.random.stateless_normal([size, size], seed=[0, 1]), getattr(tf, dtype_name))
+    tf.linalg.matmul(a, a).numpy()  # warm-up: kernel selection
+    start = time.perf_counter()
+    for _ in range(repeats):
+        tf.linalg.matmul(a, a).numpy()
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def reset_peak_memory() -> None:
     """Reset this process's peak resident set size (Linux: writing 5 to clear_refs)."""
     try:

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from common import REPO_ROOT, alternate
+from common import REPO_ROOT, alternate, matmul_gflops
 from generation import train_quick_export
 from precision_and_xla import measure, settings_for
 
@@ -42,23 +42,12 @@ PEER_VENV = Path(os.environ.get("FROMZERO_PEER_VENV", Path.home() / ".cache" / "
 VOCAB_SIZE, BATCH_SIZE = 66, 16
 
 
-def matmul_gflops(dtype_name: str, size: int = 1024, repeats: int = 10) -> float:
-    import tensorflow as tf
-
-    a = tf.cast(tf.random.stateless_normal([size, size], seed=[0, 1]), getattr(tf, dtype_name))
-    tf.linalg.matmul(a, a).numpy()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        tf.linalg.matmul(a, a).numpy()
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
 def flops_per_token(parameters: int, layers: int, context: int, width: int) -> float:
     """Training FLOPs per token: 6 per parameter (forward + backward) and the attention products."""
     return 6 * parameters + 12 * layers * context * width
 
 
-def project_training(label: str, policy: str, jit: bool, args) -> dict:
+def project_training(policy: str, jit: bool, args) -> dict:
     settings = SimpleNamespace(batch_size=BATCH_SIZE, steps_per_execution=None, warmup_steps=0, steps=args.steps,
                                vocab_size=VOCAB_SIZE, schedule_steps=1000)
     figures = measure("gpt", policy, jit, settings)
@@ -128,7 +117,7 @@ def main() -> int | None:
     export_dir = resolve_version(args.gpt_dir) if args.gpt_dir else train_quick_export("gpt", workdir)
     sides, versions, notes = {}, {}, []
     for label, (policy, jit) in settings_for(bf16).items():
-        sides[f"project_{label}"] = lambda _, label=label, policy=policy, jit=jit: project_training(label, policy, jit, args)
+        sides[f"project_{label}"] = lambda _, policy=policy, jit=jit: project_training(policy, jit, args)
     sides["project_generate"] = lambda _: project_generation(export_dir, args, threads=1)  # app.generate's default
     sides["project_generate_tf_default_threads"] = lambda _: project_generation(export_dir, args, threads=0)
     if (PEER_VENV / "bin" / "python").is_file():

@@ -25,7 +25,7 @@ import math
 import time
 from types import SimpleNamespace
 
-from common import alternate
+from common import alternate, matmul_gflops
 
 NOT_SUPPORTED = "not supported on this CPU"
 TASKS = ("gpt", "lstm")
@@ -92,22 +92,6 @@ def measure(task_name: str, policy: str, jit_compile: bool, args) -> dict:
     }
 
 
-def bf16_matmul_speedup(size: int = 1024, repeats: int = 5) -> float:
-    """How many times faster a [size x size] matrix product runs in bfloat16 than in float32 here
-    (the machine's side of the story: the model's is measured above)."""
-    import tensorflow as tf
-
-    def seconds(dtype) -> float:
-        a = tf.cast(tf.random.stateless_normal([size, size], seed=[0, 1]), dtype)
-        tf.linalg.matmul(a, a).numpy()  # warm-up: kernel selection
-        start = time.perf_counter()
-        for _ in range(repeats):
-            tf.linalg.matmul(a, a).numpy()
-        return time.perf_counter() - start
-
-    return seconds(tf.float32) / seconds(tf.bfloat16)
-
-
 def settings_for(bf16: bool) -> dict[str, tuple[str, bool]]:
     settings = {"float32": ("float32", False), "float32_xla": ("float32", True)}
     if bf16:
@@ -132,7 +116,7 @@ def main() -> None:
 
     supported = cpu_supports_bf16()
     measure_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and supported)
-    matmul_speedup = round(bf16_matmul_speedup(), 2)
+    matmul_speedup = round(matmul_gflops("bfloat16") / matmul_gflops("float32"), 2)
     print(f"CPU: {cpu_model()}", flush=True)
     print(
         f"bf16 instructions (AMX-BF16 / AVX512-BF16): {'yes' if supported else 'no'}; bf16 / fp32 1024x1024 matmul speed: "

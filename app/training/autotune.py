@@ -99,7 +99,7 @@ def choose(
         report["samples_per_s"] = timings
         say("auto: " + ", ".join(f"{label} {speed:,.0f}" for label, speed in timings.items())
             + f" samples/s -> {chosen.label}; {report['decided_by']}")
-    precision = apply(chosen, restored_graph)
+    precision = devices.set_precision_policy(chosen.precision, restored_graph)
     report["chosen"] = chosen.label
     return Choice(chosen, precision, report)
 
@@ -115,11 +115,6 @@ def fastest(options: list[Candidate], timings: dict[str, float]) -> Candidate:
     return best
 
 
-def apply(candidate: Candidate, restored_graph: bool) -> str:
-    """Set the process's precision for ``candidate``; returns it as the run's summary names it."""
-    return devices.set_precision_policy(candidate.precision, restored_graph)
-
-
 def probe(
     options: list[Candidate], build: Callable[[Candidate], keras.Model], probe_data: Callable[[], tf.data.Dataset],
     restored_graph: bool, run_steps: int, say: Callable[..., None],
@@ -133,7 +128,7 @@ def probe(
     batch_size = int(tf.nest.flatten(batch)[0].shape[0])
     timings = {}
     for option in options:
-        apply(option, restored_graph)
+        devices.set_precision_policy(option.precision, restored_graph)
         try:
             timings[option.label] = round(batch_size / _seconds_per_step(build(option), dataset), 1)
         except (tf.errors.OpError, ValueError, TypeError) as error:  # e.g. an op XLA cannot compile

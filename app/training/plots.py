@@ -28,10 +28,7 @@ def plot_training_curves(history_csv: Path, out_png: Path, title: str) -> Path:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(out_png, dpi=100)
-    plt.close(figure)
-    return out_png
+    return _saved(figure, out_png)
 
 
 def plot_loss_against_time(histories: dict[str, Path], out_png: Path, title: str) -> Path:
@@ -46,10 +43,7 @@ def plot_loss_against_time(histories: dict[str, Path], out_png: Path, title: str
     axis.set_title(title)
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(out_png, dpi=100)
-    plt.close(figure)
-    return out_png
+    return _saved(figure, out_png)
 
 
 def plot_confusion_matrix(matrix, class_names: list[str], out_png: Path, title: str) -> Path:
@@ -65,10 +59,7 @@ def plot_confusion_matrix(matrix, class_names: list[str], out_png: Path, title: 
     for (row, column), count in np.ndenumerate(matrix):
         axis.text(column, row, int(count), ha="center", va="center", color="white" if count > threshold else "black")
     axis.set_title(title)
-    figure.tight_layout()
-    figure.savefig(out_png, dpi=100)
-    plt.close(figure)
-    return out_png
+    return _saved(figure, out_png)
 
 
 def plot_roc_curves(curves: dict[str, tuple], out_png: Path, title: str) -> Path:
@@ -82,10 +73,7 @@ def plot_roc_curves(curves: dict[str, tuple], out_png: Path, title: str) -> Path
     axis.set_title(title)
     axis.legend(fontsize="small")
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(out_png, dpi=100)
-    plt.close(figure)
-    return out_png
+    return _saved(figure, out_png)
 
 
 def plot_image_grid(images, captions: list[str], out_png: Path, title: str, columns: int = 8) -> Path:
@@ -98,6 +86,11 @@ def plot_image_grid(images, captions: list[str], out_png: Path, title: str, colu
         axis.imshow(np.asarray(image).reshape(28, 28) if np.size(image) == 784 else image, cmap="gray")
         axis.set_title(caption, fontsize=9)
     figure.suptitle(title)
+    return _saved(figure, out_png)
+
+
+def _saved(figure, out_png: Path) -> Path:
+    """Lay the figure out, write it as a PNG and free it (pyplot keeps every open figure)."""
     figure.tight_layout()
     figure.savefig(out_png, dpi=100)
     plt.close(figure)
