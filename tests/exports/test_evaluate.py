@@ -28,7 +28,10 @@ def test_evaluates_the_sentiment_export_on_a_tsv(trained_bert, small_sst2, tmp_p
 
 def test_bf16_and_float32_answer_the_same_classes_on_the_dev_set(trained_bert, tmp_path):
     """On CPUs with bf16 instructions, bf16 runs the export through oneDNN's bf16 rewrite; elsewhere it
-    falls back to float32. Either way the answers must agree on >= 99 % of the dev sentences."""
+    falls back to float32. Either way the answers must agree on >= 99 % of the dev sentences that are
+    not near-ties: the fixture is barely trained (96 sentences, one epoch), and a sentence whose float32
+    probabilities are within 0.02 of 0.5 may flip under any change of rounding (agreement on all 872
+    measured 95.8-98 % in some runs, >= 99 % in others)."""
     import tensorflow as tf
 
     from app.training import devices
@@ -38,14 +41,17 @@ def test_bf16_and_float32_answer_the_same_classes_on_the_dev_set(trained_bert, t
     result, _ = trained_bert
     export_dir = Path(result.summary["export_dir"])
     inputs, labels = load_examples({"task": "bert"}, SHARED_DATA_DIR / "sst2" / "dev.tsv", "sentence", "label")
-    classes = {}
+    probabilities = {}
     try:
         for choice in ("off", "bf16"):
             devices.set_inference_precision(choice)
-            classes[choice] = predict(export_dir, inputs, batch_size=64).argmax(axis=1)
+            probabilities[choice] = predict(export_dir, inputs, batch_size=64)
     finally:
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
-    assert len(classes["off"]) == 872 and np.mean(classes["off"] == classes["bf16"]) >= 0.99
+    classes = {choice: answers.argmax(axis=1) for choice, answers in probabilities.items()}
+    decided = np.abs(probabilities["off"][:, 1] - 0.5) > 0.02
+    assert len(classes["off"]) == 872 and decided.mean() >= 0.5, decided.mean()
+    assert np.mean(classes["off"][decided] == classes["bf16"][decided]) >= 0.99
     report = main(["--model-dir", str(export_dir), "--data", str(SHARED_DATA_DIR / "sst2" / "dev.tsv"), "--out-dir", str(tmp_path)])
     assert report["precision"] == devices.AS_EXPORTED
     assert report["metrics"]["accuracy"] == pytest.approx(np.mean(classes["off"] == labels))

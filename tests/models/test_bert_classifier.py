@@ -11,6 +11,8 @@ from data_pipelines.text_classification import TextClassificationConfig, load_te
 
 
 def test_batches_hold_every_sentence_padded_only_to_their_longest(tiny_hub, small_sst2):
+    import tensorflow_text  # noqa: F401  (a TF-Hub preprocessor is made of TF Text ops: loading it needs them registered)
+
     preprocessor = tf.saved_model.load(str(tiny_hub / "preprocessor"))
     config = TextClassificationConfig(train_file=str(small_sst2 / "train.tsv"), validation_file=str(small_sst2 / "dev.tsv"), batch_size=8)
     train, _, train_split, _ = load_text_classification(config, preprocessor)
