@@ -1,5 +1,6 @@
 """Sample text from an exported language model (LSTM or GPT):
 ``python -m app.generate --model-dir saved_models/gpt --prompt "ROMEO:" --length 300 --temperature 0.8 --top-k 20``
+(several prompts, ``--prompt "ROMEO:" "JULIET:"``, are continued side by side in one call).
 
 Only the SavedModel is used, never training code, so this is exactly what a served model produces
 (`app.exports.generation`). Same seed, same text.
@@ -13,13 +14,18 @@ from app.common import paths
 from app.common.cli import (
     ArgumentParser, UsageError, add_inference_precision_flag, non_negative_float, non_negative_int, positive_int, run_command,
 )
-from app.exports.generation import SamplingConfig, generate
+from app.exports.generation import SamplingConfig, generate_texts
+
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m app.generate", description="Sample text from an exported language model.")
     parser.add_argument("--model-dir", default=str(paths.SAVED_MODELS / "lm"), help="export base (newest version) or one version, e.g. saved_models/gpt")
     parser.add_argument("--version", type=positive_int, help="version number under --model-dir (default: newest)")
-    parser.add_argument("--prompt", default="ROMEO:", help="text to continue")
+    parser.add_argument(
+        "--prompt", nargs="+", default=["ROMEO:"],
+        help="text to continue; several are continued as one batch (faster per text; each text then depends on the "
+        "batch it is in, except at --temperature 0)",
+    )
     parser.add_argument("--length", type=positive_int, default=300, help="tokens to generate (at most 2000 per call)")
     parser.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 = greedy; higher = more random")
     parser.add_argument("--top-k", type=int, default=20, help="sample among the k most likely tokens (0 = all, at most the vocabulary size)")
@@ -47,9 +53,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     config = SamplingConfig(length=args.length, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
     threads = devices.set_threads(args.threads)
     precision = devices.set_inference_precision(args.mixed_precision)
-    text = generate(export_dir, args.prompt, config)
-    print(text)
-    return {"export_dir": str(export_dir), "prompt": args.prompt, "text": text, "precision": precision, "threads": threads, **vars(config)}
+    texts = generate_texts(export_dir, args.prompt, config)
+    print("\n\n".join(texts))
+    generated = {"prompt": args.prompt[0], "text": texts[0]} if len(texts) == 1 else {"prompts": args.prompt, "texts": texts}
+    return {"export_dir": str(export_dir), **generated, "precision": precision, "threads": threads, **vars(config)}
 
 
 if __name__ == "__main__":

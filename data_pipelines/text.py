@@ -69,20 +69,20 @@ class Tokenizer:
         return "" if self.level == "char" else " "
 
     def split(self, text: tf.Tensor) -> tf.Tensor:
-        """A scalar string -> a 1-D tensor of token strings."""
+        """A scalar string -> a 1-D tensor of token strings; a batch [B] -> a ragged [B, (tokens)]."""
         if self.level == "char":
             return tf.strings.unicode_split(text, "UTF-8")
         spaced = tf.strings.regex_replace(text, _PUNCTUATION, r" \1 ")
         pieces = tf.strings.split(spaced, sep=" ")
-        return tf.boolean_mask(pieces, tf.strings.length(pieces) > 0)
+        return tf.ragged.boolean_mask(pieces, tf.strings.length(pieces) > 0)
 
     def encode(self, text: tf.Tensor) -> tf.Tensor:
-        """A scalar string -> int32 token ids."""
+        """A scalar string -> int32 token ids; a batch [B] -> ragged [B, (ids)]."""
         return tf.cast(self.to_ids(self.split(text)), tf.int32)
 
     def decode(self, token_ids: tf.Tensor) -> tf.Tensor:
-        """1-D token ids -> a scalar string."""
-        text = tf.strings.reduce_join(self.to_tokens(token_ids), separator=self.separator)
+        """1-D token ids -> a scalar string; [B, length] -> [B] strings."""
+        text = tf.strings.reduce_join(self.to_tokens(token_ids), axis=-1, separator=self.separator)
         if self.level == "word":
             text = tf.strings.regex_replace(text, r" ?\n ?", "\n")
             text = tf.strings.regex_replace(text, r" ([^\w\s'\n])", r"\1")

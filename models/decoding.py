@@ -10,8 +10,8 @@ from typing import Callable
 class IncrementalDecoder:
     """A model seen as a state machine over tokens, so each new token costs one step, not a window.
 
-    ``prefill(token_ids [1, T])`` reads a prompt and returns (next-token logits [1, vocab], state);
-    ``step(history [T], state)`` reads the newest token ``history[-1]`` and returns the same pair.
+    ``prefill(token_ids [B, T])`` reads B prompts and returns (next-token logits [B, vocab], state);
+    ``step(history [B, T], state)`` reads the newest tokens ``history[:, -1]`` and returns the same pair.
     The whole history is passed so a model with a bounded context (a Transformer's key/value cache)
     can start again from its recent end when the cache is full.
     """

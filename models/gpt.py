@@ -69,24 +69,25 @@ def build_gpt(config: GptConfig) -> keras.Model:
     return keras.Model(token_ids, logits, name="gpt")
 
 
-def empty_cache(model: keras.Model, batch_size):
-    """A zero key/value cache: [batch, layers, 2 (key, value), context_length, heads, head_dim]."""
+def empty_cache(model: keras.Model, batch_size) -> tuple:
+    """A zero key/value cache: one [batch, 2 (key, value), context_length, heads, head_dim] per block
+    (separate tensors: one stacked tensor would be copied whole at every step)."""
     decoders = _decoders(model)
     attention = decoders[0]._self_attention_layer
-    shape = [batch_size, len(decoders), 2, context_length(model), attention.num_heads, attention.key_dim]
-    return ops.zeros(shape, dtype=model.compute_dtype)
+    shape = [batch_size, 2, context_length(model), attention.num_heads, attention.key_dim]
+    return tuple(ops.zeros(shape, dtype=model.compute_dtype) for _ in decoders)
 
 
 def forward_with_cache(model: keras.Model, token_ids, cache, cache_index):
     """Logits for ``token_ids`` placed at positions ``cache_index ...`` of the sequence, attending over
     the cached keys/values of earlier positions; returns (logits [batch, time, vocab], updated cache)."""
     x = model.get_layer("embedding")(token_ids, start_index=cache_index)
-    next_caches = []
-    for index, decoder in enumerate(_decoders(model)):
-        x, layer_cache = decoder(x, self_attention_cache=cache[:, index, ...], self_attention_cache_update_index=cache_index)
-        next_caches.append(layer_cache)
+    next_cache = []
+    for decoder, layer_cache in zip(_decoders(model), cache):
+        x, layer_cache = decoder(x, self_attention_cache=layer_cache, self_attention_cache_update_index=cache_index)
+        next_cache.append(layer_cache)
     logits = model.get_layer("logits")(model.get_layer("final_norm")(x))
-    return logits, ops.stack(next_caches, axis=1)
+    return logits, tuple(next_cache)
 
 
 def attention_scores(model: keras.Model, token_ids, layer_index: int = 0):
@@ -116,10 +117,10 @@ def gpt_decoder(model: keras.Model) -> IncrementalDecoder:
         cache, filled = state
 
         def next_position():
-            logits, next_cache = forward_with_cache(model, history[None, -1:], cache, filled)
+            logits, next_cache = forward_with_cache(model, history[:, -1:], cache, filled)
             return logits[:, -1], (next_cache, filled + 1)
 
-        return ops.cond(filled < window, next_position, lambda: prefill(history[None, -(window // 2):]))
+        return ops.cond(filled < window, next_position, lambda: prefill(history[:, -(window // 2):]))
 
     return IncrementalDecoder(prefill, step, context_length=window)
 

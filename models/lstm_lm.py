@@ -55,7 +55,7 @@ def lstm_decoder(model: keras.Model) -> IncrementalDecoder:
         return head(x[:, -1]), tuple(states)
 
     def step(history, states):
-        x, next_states = embedding(history[None, -1]), []
+        x, next_states = embedding(history[:, -1]), []
         for cell, state in zip(cells, states):
             x, state = cell(x, list(state))
             next_states.append(tuple(state))

@@ -2,6 +2,8 @@
 exactly what a served model produces: one call of the ``generate`` signature (the sampling loop runs
 inside the graph), or, for exports made before that signature existed, a loop over ``encode``,
 ``serving_default`` and ``decode`` that re-reads the last window for every token. Same seed, same text.
+Several prompts go through one call of ``generate_batch`` (their texts depend on the batch they are
+in, as rows share one random stream; at temperature 0 each is the text of its prompt alone).
 
 ``predict(signature name, input arrays) -> output arrays`` is a loaded SavedModel or a server client.
 """
@@ -16,7 +18,8 @@ import numpy as np
 
 from app.common.errors import UsageError
 
-GENERATE_SIGNATURE = "generate"  # app.exports.sampler.SIGNATURE_NAME (not imported: this module must stay light for clients)
+# app.exports.sampler's SIGNATURE_NAME and BATCH_SIGNATURE_NAME (not imported: this module must stay light for clients)
+GENERATE_SIGNATURE, BATCH_SIGNATURE = "generate", "generate_batch"
 
 
 @dataclass(frozen=True)
@@ -61,19 +64,27 @@ def sample_text(predict: Callable[[str, dict], dict], prompt: str, config: Sampl
     return prompt + separator + continuation.item().decode("utf-8")
 
 
+def sampling_inputs(config: SamplingConfig) -> dict:
+    """The sampling inputs of the ``generate`` and ``generate_batch`` signatures."""
+    return {
+        "max_new_tokens": np.array(config.length, np.int32),
+        "temperature": np.array(config.temperature, np.float32),
+        "top_k": np.array(config.top_k, np.int32),
+        "seed": np.array(config.seed, np.int32),
+    }
+
+
 def generate_in_graph(predict: Callable[[str, dict], dict], prompt: str, config: SamplingConfig, separator: str = "") -> str:
     """Continue ``prompt`` with one call of the export's ``generate`` signature."""
-    outputs = predict(
-        GENERATE_SIGNATURE,
-        {
-            "prompt": np.array(prompt.encode("utf-8"), dtype=object),
-            "max_new_tokens": np.array(config.length, np.int32),
-            "temperature": np.array(config.temperature, np.float32),
-            "top_k": np.array(config.top_k, np.int32),
-            "seed": np.array(config.seed, np.int32),
-        },
-    )
+    outputs = predict(GENERATE_SIGNATURE, {"prompt": np.array(prompt.encode("utf-8"), dtype=object), **sampling_inputs(config)})
     return prompt + separator + outputs["text"].item().decode("utf-8")
+
+
+def generate_batch_in_graph(predict: Callable[[str, dict], dict], prompts: list[str], config: SamplingConfig, separator: str = "") -> list[str]:
+    """Continue every prompt with one call of the export's ``generate_batch`` signature."""
+    encoded = np.array([prompt.encode("utf-8") for prompt in prompts], dtype=object)
+    outputs = predict(BATCH_SIGNATURE, {"prompts": encoded, **sampling_inputs(config)})
+    return [prompt + separator + text.decode("utf-8") for prompt, text in zip(prompts, outputs["texts"])]
 
 
 def continue_text(predict, signature_names, prompt: str, config: SamplingConfig, window: int, separator: str = "") -> str:
@@ -83,9 +94,22 @@ def continue_text(predict, signature_names, prompt: str, config: SamplingConfig,
     return sample_text(predict, prompt, config, window, separator)
 
 
+def continue_texts(predict, signature_names, prompts: list[str], config: SamplingConfig, window: int, separator: str = "") -> list[str]:
+    """Several prompts in one ``generate_batch`` call where the export has it, else one at a time."""
+    if len(prompts) > 1 and BATCH_SIGNATURE in signature_names:
+        return generate_batch_in_graph(predict, prompts, config, separator)
+    return [continue_text(predict, signature_names, prompt, config, window, separator) for prompt in prompts]
+
+
 def generate(export_dir, prompt: str, config: SamplingConfig = SamplingConfig(), in_graph: bool = True) -> str:
     """Continue ``prompt`` with the exported model in ``export_dir`` (loaded in this process);
     ``in_graph=False`` forces the per-token loop (for comparisons)."""
+    (text,) = generate_texts(export_dir, [prompt], config, in_graph)
+    return text
+
+
+def generate_texts(export_dir, prompts: list[str], config: SamplingConfig = SamplingConfig(), in_graph: bool = True) -> list[str]:
+    """Continue each of ``prompts`` with the exported model in ``export_dir``, as a batch where it can."""
     from app.exports.savedmodel import read_metadata
     from app.serving.errors import InvalidRequest
     from app.serving.repository import Servable
@@ -96,7 +120,7 @@ def generate(export_dir, prompt: str, config: SamplingConfig = SamplingConfig(),
     servable = Servable.load(metadata["name"], 0, Path(export_dir))
     signature_names = set(servable.signatures) if in_graph else set()
     try:
-        return continue_text(servable.run, signature_names, prompt, config, metadata["seq_len"], metadata_separator(metadata))
+        return continue_texts(servable.run, signature_names, prompts, config, metadata["seq_len"], metadata_separator(metadata))
     except InvalidRequest as error:
         raise UsageError(str(error)) from None
 

@@ -94,12 +94,20 @@ class NextTokenTask(Task):
             return {"text": tokenizer.decode(token_ids)}
 
         warmup_prompt = tokenizer.vocabulary[0]  # in the vocabulary of any text, unlike e.g. "ROMEO:"
+        generate, generate_batch = sampler.generate_endpoints(self.decoder(model), tokenizer)
+        sampling_warmup = {
+            "max_new_tokens": np.array(8, np.int32),
+            "temperature": np.array(0.8, np.float32),
+            "top_k": np.array(min(5, tokenizer.vocab_size), np.int32),
+            "seed": np.array(0, np.int32),
+        }
         return ExportSpec(
             endpoints=[
                 Endpoint("serving_default", next_token_logits, [tf.TensorSpec([None, None], tf.int32, name="token_ids")]),
                 Endpoint("encode", encode, [tf.TensorSpec([], tf.string, name="text")]),
                 Endpoint("decode", decode, [tf.TensorSpec([None], tf.int32, name="token_ids")]),
-                Endpoint(sampler.SIGNATURE_NAME, sampler.generate_endpoint(self.decoder(model), tokenizer), sampler.INPUT_SIGNATURE),
+                Endpoint(sampler.SIGNATURE_NAME, generate, sampler.INPUT_SIGNATURE),
+                Endpoint(sampler.BATCH_SIGNATURE_NAME, generate_batch, sampler.BATCH_INPUT_SIGNATURE),
             ],
             tracked=[tokenizer.to_ids, tokenizer.to_tokens],
             metadata={
@@ -115,13 +123,8 @@ class NextTokenTask(Task):
                 "serving_default": {"token_ids": np.ones([1, self.seq_len], np.int32)},
                 "encode": {"text": np.array("ROMEO:", dtype=object)},
                 "decode": {"token_ids": np.ones([4], np.int32)},
-                sampler.SIGNATURE_NAME: {
-                    "prompt": np.array(warmup_prompt.encode("utf-8"), dtype=object),
-                    "max_new_tokens": np.array(8, np.int32),
-                    "temperature": np.array(0.8, np.float32),
-                    "top_k": np.array(min(5, tokenizer.vocab_size), np.int32),
-                    "seed": np.array(0, np.int32),
-                },
+                sampler.SIGNATURE_NAME: {"prompt": np.array(warmup_prompt.encode("utf-8"), dtype=object), **sampling_warmup},
+                sampler.BATCH_SIGNATURE_NAME: {"prompts": np.array([warmup_prompt.encode("utf-8")] * 2, dtype=object), **sampling_warmup},
             },
         )
 

@@ -1,6 +1,7 @@
-"""In-graph generation: the ``generate`` signature of both language-model exports, called through
-TensorFlow, saved_model_cli and the command line; its answers checked against greedy decoding of
-the plain logits signature, and bad requests rejected with clear messages."""
+"""In-graph generation: the ``generate`` and ``generate_batch`` signatures of both language-model
+exports, called through TensorFlow, saved_model_cli and the command line; their answers checked against
+greedy decoding of the plain logits signature and against each other, and bad requests rejected with
+clear messages."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from app.exports.generation import SamplingConfig, generate
-from app.exports.sampler import MAX_NEW_TOKENS
+from app.exports.sampler import MAX_NEW_TOKENS, MAX_PROMPTS
 from app.training.devices import AS_EXPORTED, ASSUME_BF16_CPU
 from tests.support.commands import last_json_line, run_app, run_in_process
 
@@ -29,6 +30,14 @@ def call_generate(loaded, prompt="ROMEO:", max_new_tokens=40, temperature=0.8, t
         top_k=tf.constant(top_k), seed=tf.constant(seed),
     )
     return {"text": outputs["text"].numpy().decode("utf-8"), "token_ids": outputs["token_ids"].numpy().tolist()}
+
+
+def call_generate_batch(loaded, prompts, max_new_tokens=40, temperature=0.8, top_k=10, seed=0) -> dict:
+    outputs = loaded.signatures["generate_batch"](
+        prompts=tf.constant(prompts, tf.string), max_new_tokens=tf.constant(max_new_tokens),
+        temperature=tf.constant(float(temperature)), top_k=tf.constant(top_k), seed=tf.constant(seed),
+    )
+    return {"texts": [text.decode("utf-8") for text in outputs["texts"].numpy()], "token_ids": outputs["token_ids"].numpy().tolist()}
 
 
 def greedy_from_logits(loaded, prompt: str, count: int) -> list[int]:
@@ -63,6 +72,41 @@ def test_long_generations_run_past_the_context(export):
     _, loaded = export
     out = call_generate(loaded, max_new_tokens=300)  # the tiny GPT's context is 32 tokens
     assert len(out["token_ids"]) == 300 and 0 not in out["token_ids"]
+
+
+PROMPTS = ["ROMEO:", "JULIET: O", "First Citizen:\nBefore we", "A"]  # unequal lengths
+
+
+def test_a_batch_continues_each_prompt_at_its_own_positions(export):
+    _, loaded = export
+    greedy = call_generate_batch(loaded, PROMPTS, 30, temperature=0, top_k=0)
+    alone = [call_generate(loaded, prompt, 30, temperature=0, top_k=0) for prompt in PROMPTS]
+    assert greedy["token_ids"] == [one["token_ids"] for one in alone]
+    assert greedy["texts"] == [one["text"] for one in alone]
+    sampled = call_generate_batch(loaded, PROMPTS * 2, 30, seed=7)
+    assert sampled == call_generate_batch(loaded, PROMPTS * 2, 30, seed=7)  # same seed, same texts
+    assert sampled["token_ids"][:4] != sampled["token_ids"][4:]  # each row draws its own tokens
+    assert 0 not in np.ravel(sampled["token_ids"])
+    long = call_generate_batch(loaded, ["ROMEO:" * 20, "A"], 100)  # the tiny GPT's context is 32 tokens
+    assert np.shape(long["token_ids"]) == (2, 100)
+
+
+@pytest.mark.parametrize(
+    "prompts, message",
+    [
+        ([], f"give between 1 and {MAX_PROMPTS} prompts"),
+        (["ROMEO:"] * (MAX_PROMPTS + 1), f"give between 1 and {MAX_PROMPTS} prompts"),
+        (["ROMEO:", ""], "the prompt is empty"),
+        (["ROMEO:", "\u4e2d"], "outside the model's vocabulary"),
+    ],
+)
+def test_bad_batches_are_refused_with_a_clear_message(export, prompts, message):
+    from app.serving.servable import model_error_message
+
+    _, loaded = export
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        call_generate_batch(loaded, prompts)
+    assert message in model_error_message(error.value)
 
 
 @pytest.mark.parametrize(
@@ -108,6 +152,15 @@ def test_generate_command_uses_the_signature(export):
     result = last_json_line(done.stdout)
     assert result["text"] == "ROMEO:" + call_generate(loaded, "ROMEO:", 30, 0.8, 10, 4)["text"]
     assert result["precision"] == AS_EXPORTED and result["threads"] == 1  # one thread: the same text, faster
+
+
+def test_generate_command_continues_several_prompts_in_one_batch(export):
+    path, loaded = export
+    done = run_in_process("app.generate", "--model-dir", path, "--prompt", *PROMPTS, "--length", "30", "--seed", "4")
+    assert done.returncode == 0, done.stderr
+    result = last_json_line(done.stdout)
+    expected = call_generate_batch(loaded, PROMPTS, 30, 0.8, 20, 4)["texts"]
+    assert result["prompts"] == PROMPTS and result["texts"] == [prompt + text for prompt, text in zip(PROMPTS, expected)]
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 
 from app.serving.process import start_server
 from tests.serving.half_plus_two import build_test_models
-from tests.support.commands import run_app
+from tests.support.commands import run_in_process
 from tests.support.http import get_json, post_json
 from tests.support.waiting import wait_for
 
@@ -117,7 +117,7 @@ def test_bad_flags_and_files_are_one_clear_error(tmp_path, flags, message):
     (tmp_path / "dup.config").write_text('model_config_list { config { name: "a" base_path: "/a" } config { name: "a" base_path: "/b" } }')
     (tmp_path / "batching.config").write_text("max_batch_size { value: 8 }\nallowed_batch_sizes: [2, 4]\n")
     paths = {"bad": tmp_path / "models.config", "dup": tmp_path / "dup.config", "batching": tmp_path / "batching.config"}
-    done = run_app("app.serve", *(flag.format(**paths) for flag in flags), "--port=0", "--rest_api_port=0", timeout=120)
+    done = run_in_process("app.serve", *(flag.format(**paths) for flag in flags), "--port=0", "--rest_api_port=0")
     assert done.returncode == 2, done.stdout[-2000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, done.stderr[-2000:]

@@ -31,8 +31,8 @@ from tests.support.waiting import wait_for
 
 SIGNATURES = {
     "mnist": {"serving_default", "classify_uint8"},
-    "lm": {"serving_default", "encode", "decode", "generate"},
-    "gpt": {"serving_default", "encode", "decode", "generate"},
+    "lm": {"serving_default", "encode", "decode", "generate", "generate_batch"},
+    "gpt": {"serving_default", "encode", "decode", "generate", "generate_batch"},
     "bert_sst2": {"serving_default", "classify_token_ids", "word_piece_counts"},
 }
 MAX_BODY_BYTES = 2_000_000
@@ -437,7 +437,7 @@ def test_predict_cli_classifies_text_and_images(server, tmp_path):
     arrays = read_mnist_arrays(SHARED_DATA_DIR / "mnist" / "mnist.npz")
     paper = tmp_path / "paper.png"  # dark ink on white paper, as a phone photo would be
     paper.write_bytes(tf.io.encode_png(255 - arrays["x_test"][0][..., None]).numpy())
-    done = run_app("app.predict", "--grpc", server.grpc_address, "--model", "mnist", str(paper))
+    done = run_in_process("app.predict", "--grpc", server.grpc_address, "--model", "mnist", str(paper))
     assert done.returncode == 0, done.stderr
     original = arrays["x_test"][0].reshape(1, 784).astype("float32") / 255.0
     status, body = post_json(server.rest_url, "/v1/models/mnist:predict", {"instances": original.tolist()})
@@ -458,6 +458,10 @@ def test_generation_through_the_server_equals_local_generation(server, model_bas
     status, body = post_json(server.rest_url, f"/v1/models/{model}:predict", {"signature_name": "generate", "inputs": inputs})
     assert status == 200 and "ROMEO:" + body["outputs"]["text"] == local
     assert len(body["outputs"]["token_ids"]) == 120
+    batch = {"prompts": ["ROMEO:", "JULIET: O", "A"], **{name: value for name, value in inputs.items() if name != "prompt"}}
+    status, body = post_json(server.rest_url, f"/v1/models/{model}:predict", {"signature_name": "generate_batch", "inputs": batch})
+    expected = local_outputs(export_dir(model_base, model), "generate_batch", **batch)["texts"]
+    assert status == 200 and body["outputs"]["texts"] == [text.decode("utf-8") for text in expected]
     token_ids = local_outputs(export_dir(model_base, model), "encode", text=local[:24])["token_ids"].tolist()
     status, body = post_json(server.rest_url, f"/v1/models/{model}:predict", {"instances": [token_ids]})
     expected = local_outputs(export_dir(model_base, model), "serving_default", token_ids=[token_ids])["logits"]
@@ -483,7 +487,7 @@ def test_predict_cli_without_a_server_says_so():
 
 
 def test_serve_rejects_a_missing_model_base(tmp_path):
-    done = run_app("app.serve", "--model-base", str(tmp_path / "missing"), "--port", "0")
+    done = run_in_process("app.serve", "--model-base", str(tmp_path / "missing"), "--port", "0")
     assert done.returncode == 2
     assert "is not a folder" in done.stderr.strip().splitlines()[-1]
 
@@ -531,5 +535,5 @@ print(json.dumps(probabilities.tolist()))
     assert answer.returncode == 0, answer.stderr[-2000:]
     np.testing.assert_allclose(json.loads(answer.stdout.strip().splitlines()[-1]), expected, atol=1e-5)
 
-    missing = run_app("app.export_signature", "--model-dir", str(model_base / "bert_sst2"), "--signature", "nope", "--out", str(tmp_path))
+    missing = run_in_process("app.export_signature", "--model-dir", str(model_base / "bert_sst2"), "--signature", "nope", "--out", str(tmp_path))
     assert missing.returncode == 2 and "has no signature 'nope'" in missing.stderr.strip().splitlines()[-1]
