@@ -145,14 +145,13 @@ def pretrained_tiny(small_vocab, small_corpus, shared_builds):
     return train_once(shared_builds / "mlm", task, epochs=3, batch_size=32, learning_rate=2e-3, mixed_precision="off")
 
 
-# Run order for `pytest -n 3 --dist loadfile --no-loadscope-reorder` (pytest.ini): each test file runs on
+# Run order for `pytest -n 2 --dist loadfile --no-loadscope-reorder` (pytest.ini): each test file runs on
 # one worker (its module fixtures start once), files are handed out in collection order, and the files
-# that took longest (measured: `pytest --durations=0`, summed per file) come first, so that no worker is
-# left alone with a long file at the end. xdist's own reordering (by the number of tests in a file)
-# would start the notebooks, one long test each, last.
+# that took longest (measured: `pytest --durations=0`, summed per file) come first, so that neither
+# worker is left alone with a long file at the end. xdist's own reordering (by the number of tests in a
+# file) would start the notebooks, one long test each, last.
 LONGEST_FIRST = (
     "tests/notebooks/test_04_serving.py",  # also runs notebooks 1-3, where no worker has yet
-    "tests/notebooks/test_03_bert_finetuning_tfhub.py",  # the longest of 1-3: on another worker meanwhile
     "tests/serving/test_serving.py",
     "tests/training/test_multi_worker.py",
     "tests/tasks/test_distillation.py",

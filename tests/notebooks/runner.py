@@ -1,6 +1,6 @@
 """Running a notebook headless in QUICK mode, as ``make notebooks`` does, once per test run.
 
-Each notebook is tested in a file of its own, so the test workers run notebooks side by side
+Each notebook is tested in a file of its own, so the two test workers run notebooks side by side
 (``--dist loadfile``). Notebook 4 serves the exports notebooks 1-3 wrote: those four share one work
 folder, and notebook 4's test first runs whichever of 1-3 no worker has run yet (`build_once`: one
 run each, whichever worker asks first).

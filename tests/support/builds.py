@@ -1,8 +1,8 @@
 """The trained models and exports several test files share, built once per test run.
 
-`pytest -n 3` runs three worker processes; each would build its own copy of a session fixture. Here
+`pytest -n 2` runs two worker processes; each would build its own copy of a session fixture. Here
 the first worker to ask builds the model under a file lock in the run's shared temporary folder and
-writes its summary there; every other asker (another worker, a later session) reads it back. What
+writes its summary there; every other asker (the other worker, a later session) reads it back. What
 lives only in memory (the Keras model, the datasets) is rebuilt on demand in the asking process:
 the model from the run's best checkpoint, the data by the task's own `load_data`.
 """
