@@ -151,6 +151,18 @@ def main() -> int | None:
             generate_ms_per_token_ratio_vs_huggingface_best=round(
                 results["project_generate"]["generate_ms_per_token"] / results[hf_generation]["generate_ms_per_token"], 2),
         )
+    batch_key = f"generate_batch{GENERATION_BATCH}_tokens_per_s"
+    batched = {name: figures[batch_key] for name, figures in results.items() if batch_key in figures}
+    project_batched = max((name for name in batched if name.startswith("project")), key=batched.get)
+    summary.update({  # batch 8 against batch 1, each at its best thread setting
+        f"project_best_batch{GENERATION_BATCH}": project_batched,
+        f"project_batch{GENERATION_BATCH}_vs_batch1_tokens_per_s": round(batched[project_batched] / max(
+            results[name]["generate_tokens_per_s"] for name in batched if name.startswith("project")), 2),
+    })
+    hf_batched = [name for name in batched if name.startswith("huggingface")]
+    if hf_batched:
+        best = max(hf_batched, key=batched.get)
+        summary[f"batch{GENERATION_BATCH}_tokens_per_s_ratio_vs_huggingface_best"] = round(batched[project_batched] / batched[best], 2)
     parameters = versions.get("parameters")
     if parameters:
         achieved = training[project_best] * flops_per_token(parameters, 4, 128, 128) / 1e9
