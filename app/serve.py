@@ -53,6 +53,10 @@ class ServeConfig:
     # this served 1.4-1.7x more BERT requests/s than TensorFlow's default (all cores per call), and
     # cut one client's p99 latency from 35 to 23 ms. 0 = TensorFlow's default.
     tensorflow_intra_op_parallelism: int = 1
+    # Threads running a call's independent ops (TF Serving's flag). 0 = TensorFlow's default. 1 made
+    # one request at a time faster for a small model (bench/compression.py), but concurrent calls then
+    # share that one thread: a latency setting for one client, not the default.
+    tensorflow_inter_op_parallelism: int = 0
     # off = every model runs as exported (its answers are TF Serving's); bf16 = oneDNN's bf16 rewrite
     # (faster on CPUs with bf16 instructions, other answers; see app.training.devices).
     mixed_precision: str = "off"
@@ -110,10 +114,12 @@ async def serve(config: ServeConfig) -> dict:
         config.model_base, config.model_name, config.model_base_path, config.model_config_file, volumes, log,
         reload_config=config.model_config_file_poll_wait_seconds > 0,
     )
-    if config.tensorflow_intra_op_parallelism:
-        import tensorflow as tf
+    import tensorflow as tf
 
+    if config.tensorflow_intra_op_parallelism:
         tf.config.threading.set_intra_op_parallelism_threads(config.tensorflow_intra_op_parallelism)
+    if config.tensorflow_inter_op_parallelism:
+        tf.config.threading.set_inter_op_parallelism_threads(config.tensorflow_inter_op_parallelism)
     precision = devices.set_inference_precision(config.mixed_precision)
     log(f"precision: {precision}; serving {where}")
     loop = asyncio.get_running_loop()
@@ -163,6 +169,8 @@ async def serve(config: ServeConfig) -> dict:
     return {
         "rest": rest_url, "grpc": grpc_address, "models": repository.served, "precision": precision,
         "batching": batching.enabled, "model_calls": runner.model_calls,
+        "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                    "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},  # 0 = TensorFlow's default
     }
 
 
@@ -204,6 +212,10 @@ def build_parser() -> ArgumentParser:
     tfs.add_argument("--rest_api_timeout_in_ms", type=positive_int, default=30_000, help="a REST request's deadline")
     tfs.add_argument("--file_system_poll_wait_seconds", "--poll-seconds", type=positive_float, default=1.0, help="how often to look for new versions")
     tfs.add_argument("--tensorflow_intra_op_parallelism", "--intra-op-threads", type=int, default=1, help="threads inside one model call (0 = TF default)")
+    tfs.add_argument(
+        "--tensorflow_inter_op_parallelism", "--inter-op-threads", type=int, default=0,
+        help="threads running a call's independent ops (0 = TF default; 1 = lowest one-client latency, concurrent calls share it)",
+    )
     add("--model-base", default=str(paths.SAVED_MODELS), help="without a config or base path: serve every <name>/<version>/ under it")
     add("--volume", action="append", help="HOST:CONTAINER, maps TF Serving container paths in flags and configs (default saved_models:/models and serving:/config)")
     add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 = every interface)")
@@ -217,8 +229,9 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    if args.tensorflow_intra_op_parallelism < 0:
-        raise UsageError(f"--tensorflow_intra_op_parallelism must be 0 (TensorFlow's default) or more, not {args.tensorflow_intra_op_parallelism}")
+    for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
+        if getattr(args, flag) < 0:
+            raise UsageError(f"--{flag} must be 0 (TensorFlow's default) or more, not {getattr(args, flag)}")
     settings = vars(args)
     settings["volume"] = tuple(args.volume) if args.volume else ServeConfig.volume
     return asyncio.run(serve(ServeConfig(**settings)))

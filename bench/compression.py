@@ -2,12 +2,16 @@
 
     python bench/compression.py [--teacher saved_models/bert_sst2] [--students tiny=saved_models/bert_sst2_student ...]
                                 [--hard-label-students tiny=saved_models/hard_labels/bert_sst2_student ...] [--rounds 3]
+                                [--intra-op-threads 1] [--inter-op-threads 0]
 
 For every variant (each export's float32 SavedModel and the ``.tflite`` models `app.compress` wrote
 next to it; missing ones are converted first): parameters, file size, SST-2 dev accuracy, latency
 at batch 1 (one sentence per call, text in, probabilities out, tokenization included; p50/p99 over
 ``--sentences`` dev sentences) and throughput at batch 32. Variants take turns within each round;
-figures are medians over ``--rounds``. Each student trained on hard labels only (``python -m
+figures are medians over ``--rounds``. The SavedModels run with TensorFlow's threads set as
+``app.serve`` sets them: one thread inside each call (``--intra-op-threads 1``; 0 = TensorFlow's
+default of every core, whose hand-offs cost a small model more than its arithmetic) and TensorFlow's
+default between ops (``--inter-op-threads 0``). Each student trained on hard labels only (``python -m
 app.distill --teacher-weight 0``, same settings) shows what the teacher's soft targets added. Ends with a
 Markdown table and one JSON line. The SavedModels run in float32 (no bf16 rewrite), as served.
 """
@@ -19,6 +23,7 @@ import json
 import statistics
 
 import pandas as pd
+import tensorflow as tf
 from common import REPO_ROOT  # noqa: F401  (offline defaults)
 
 from app.training.devices import cpu_model
@@ -56,7 +61,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sentences", type=int, default=200, help="dev sentences timed one at a time per round")
     parser.add_argument("--data-dir")
+    parser.add_argument("--intra-op-threads", type=int, default=1,
+                        help="threads inside one SavedModel call (default 1, as app.serve; 0 = TensorFlow's default)")
+    parser.add_argument("--inter-op-threads", type=int, default=0,
+                        help="threads running independent ops of one call (default 0: TensorFlow's, as app.serve)")
     args = parser.parse_args()
+    if args.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    if args.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     students, hard_label_students = labelled(args.students), labelled(args.hard_label_students)
 
     frame = pd.read_csv(resolve_data_file(SST2_DEV, args.data_dir), sep="\t", quoting=3, keep_default_na=False)
@@ -64,7 +77,9 @@ def main() -> None:
     variants = variants_of("teacher", args.teacher)
     for label, export in students.items():
         variants.update(variants_of(f"student {label}", export))
-    print(f"CPU: {cpu_model()}; scoring {len(variants)} variants on {len(texts)} dev sentences", flush=True)
+    threads = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+               "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}  # 0 = TensorFlow's default
+    print(f"CPU: {cpu_model()}; scoring {len(variants)} variants on {len(texts)} dev sentences; threads {threads}", flush=True)
     results = {name: {"parameters": v.parameters, "file_mb": round(v.bytes / 1e6, 2), "dev_accuracy": dev_accuracy(v, texts, labels)}
                for name, v in variants.items()}
     hard_label_accuracy = {label: dev_accuracy(SavedModelVariant(resolve_version(export)), texts, labels)
@@ -97,7 +112,7 @@ def main() -> None:
             ratios[label]["distillation_gain_points"] = round(100 * (student["dev_accuracy"] - hard_label_accuracy[label]), 2)
     print(markdown_table(results))
     print("students trained on labels only, dev accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in hard_label_accuracy.items()))
-    print(json.dumps({"bench": "compression", "cpu": cpu_model(), "rounds": args.rounds, "sentences_batch1": args.sentences,
+    print(json.dumps({"bench": "compression", "cpu": cpu_model(), "threads": threads, "rounds": args.rounds, "sentences_batch1": args.sentences,
                       "variants": results, "hard_label_dev_accuracy": hard_label_accuracy, "ratios": ratios}), flush=True)
 
 

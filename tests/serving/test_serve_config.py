@@ -108,9 +108,10 @@ def test_an_edited_config_is_picked_up_without_a_restart(served):
         (["--model_config_file={dup}"], "Illegal to list model a multiple times in config list"),
         (["--batching_parameters_file={batching}", "--enable_batching"], "allowed_batch_sizes"),
         (["--rest_api_port=70000"], "must be between 0 and 65535"),
+        (["--tensorflow_inter_op_parallelism=-1"], "must be 0 (TensorFlow's default) or more"),
         (["--no_such_flag=1"], "unrecognized arguments: --no_such_flag=1"),
     ],
-    ids=["missing config", "unparsable config", "duplicate model", "bad batching", "bad port", "unknown flag"],
+    ids=["missing config", "unparsable config", "duplicate model", "bad batching", "bad port", "bad threads", "unknown flag"],
 )
 def test_bad_flags_and_files_are_one_clear_error(tmp_path, flags, message):
     (tmp_path / "models.config").write_text("model_config_list { config { name: 5 } }")

@@ -494,8 +494,9 @@ def test_serve_rejects_a_missing_model_base(tmp_path):
 
 def test_server_stops_cleanly_with_a_json_summary_that_names_an_asked_for_bf16(model_base):
     """``--mixed-precision bf16`` is a speed the user asks for: the start-up log and the JSON say so
-    (float32 on CPUs without bf16 instructions, where the rewrite does not exist)."""
-    with start_server(model_base, "--mixed-precision", "bf16") as running:
+    (float32 on CPUs without bf16 instructions, where the rewrite does not exist). The JSON names the
+    thread settings too (here a one-client latency setting)."""
+    with start_server(model_base, "--mixed-precision", "bf16", "--tensorflow_inter_op_parallelism", "1") as running:
         assert RestClient(running.rest_url).signatures("mnist")
     log = running.stop()
     assert running.process.returncode == 0
@@ -503,6 +504,7 @@ def test_server_stops_cleanly_with_a_json_summary_that_names_an_asked_for_bf16(m
     assert {"bert_sst2": [1], "gpt": [1], "lm": [1], "mnist": [1]}.items() <= summary["models"].items() and summary["batching"] is False
     precision = ONEDNN_BF16 if cpu_supports_bf16() else "float32"
     assert summary["precision"] == precision and f"precision: {precision};" in log
+    assert summary["threads"] == {"intra_op": 1, "inter_op": 1}
 
 
 def test_token_id_signature_alone_loads_without_tf_text(model_base, tmp_path):
