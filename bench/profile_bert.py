@@ -45,10 +45,11 @@ def op_type_times(log_dir: Path) -> collections.Counter:
     return times
 
 
-def report(phase: str, times: collections.Counter, top: int) -> None:
+def report(phase: str, times: collections.Counter, top: int, bench: str = "profile_bert", **figures) -> None:
+    """One JSON line: the ``top`` op types by time, with their share of the traced total."""
     total = sum(times.values())
     ops = [{"op": op, "ms": round(ms, 1), "share": round(ms / total, 3)} for op, ms in times.most_common(top)]
-    print(json.dumps({"bench": "profile_bert", "phase": phase, "total_ms": round(total, 1), "top_ops": ops}), flush=True)
+    print(json.dumps({"bench": bench, "phase": phase, **figures, "total_ms": round(total, 1), "top_ops": ops}), flush=True)
 
 
 def main() -> None:
