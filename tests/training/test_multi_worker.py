@@ -35,8 +35,8 @@ def _namespaces_allowed() -> bool:
 LOOPBACK_ONLY = ["unshare", "--user", "--map-root-user", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"] if _namespaces_allowed() else []
 
 
-def launch(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return run_app("app.launch", *args, timeout=timeout, prefix=LOOPBACK_ONLY)
+def launch(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    return run_app("app.launch", *args, timeout=timeout, prefix=LOOPBACK_ONLY, env=env)
 
 
 def fingerprints(output: str) -> dict[int, str]:
@@ -71,7 +71,9 @@ def test_two_workers_train_the_same_model_as_one_worker_with_the_same_global_bat
 
 def test_a_killed_worker_stops_the_job_and_resume_continues_from_the_last_finished_epoch(tmp_path):
     command = ("--", *MNIST, "--max-train-samples", "3000", "--epochs", "2", "--batch-size", "8", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"))
-    job = start_app("app.launch", "--workers", "2", *command, prefix=LOOPBACK_ONLY)
+    # A killed worker cannot remove its scratch folder (app.training.cluster.worker_outputs): keep it in tmp_path.
+    scratch = {"TMPDIR": str(tmp_path)}
+    job = start_app("app.launch", "--workers", "2", *command, prefix=LOOPBACK_ONLY, env=scratch)
     pids, killed = {}, False
     for line in job.stdout:
         if match := re.match(r"\[launch\] worker (\d+): pid (\d+)", line):
@@ -85,7 +87,7 @@ def test_a_killed_worker_stops_the_job_and_resume_continues_from_the_last_finish
     assert "error: worker 1 was killed by SIGKILL; stopped the other workers" in stderr and "Traceback" not in stderr
     assert history_epochs(tmp_path / "runs") == [0]  # epoch 1 finished and backed up, epoch 2 not
 
-    resumed = launch("--workers", "2", "--resume", *command)
+    resumed = launch("--workers", "2", "--resume", *command, env=scratch)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "[worker 0] Epoch 2/2" in resumed.stdout and "Epoch 1/2" not in resumed.stdout
     assert history_epochs(tmp_path / "runs") == [0, 1]  # no epoch lost or run twice
