@@ -114,12 +114,7 @@ async def serve(config: ServeConfig) -> dict:
         config.model_base, config.model_name, config.model_base_path, config.model_config_file, volumes, log,
         reload_config=config.model_config_file_poll_wait_seconds > 0,
     )
-    import tensorflow as tf
-
-    if config.tensorflow_intra_op_parallelism:
-        tf.config.threading.set_intra_op_parallelism_threads(config.tensorflow_intra_op_parallelism)
-    if config.tensorflow_inter_op_parallelism:
-        tf.config.threading.set_inter_op_parallelism_threads(config.tensorflow_inter_op_parallelism)
+    devices.set_threads(config.tensorflow_intra_op_parallelism, config.tensorflow_inter_op_parallelism)
     precision = devices.set_inference_precision(config.mixed_precision)
     log(f"precision: {precision}; serving {where}")
     loop = asyncio.get_running_loop()
@@ -169,8 +164,7 @@ async def serve(config: ServeConfig) -> dict:
     return {
         "rest": rest_url, "grpc": grpc_address, "models": repository.served, "precision": precision,
         "batching": batching.enabled, "model_calls": runner.model_calls,
-        "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                    "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},  # 0 = TensorFlow's default
+        "threads": devices.thread_settings(),
     }
 
 

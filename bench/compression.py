@@ -23,10 +23,9 @@ import json
 import statistics
 
 import pandas as pd
-import tensorflow as tf
 from common import REPO_ROOT  # noqa: F401  (offline defaults)
 
-from app.training.devices import cpu_model
+from app.training.devices import cpu_model, set_threads, thread_settings
 from app.exports.savedmodel import resolve_version
 from app.exports.variants import SavedModelVariant, dev_accuracy, timed_round, variants_of
 from data_pipelines.sources import resolve_data_file
@@ -67,10 +66,7 @@ def main() -> None:
     parser.add_argument("--inter-op-threads", type=int, default=0,
                         help="threads running independent ops of one call (default 0: TensorFlow's, as app.serve)")
     args = parser.parse_args()
-    if args.intra_op_threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
-    if args.inter_op_threads:
-        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    set_threads(args.intra_op_threads, args.inter_op_threads)
     students, hard_label_students = labelled(args.students), labelled(args.hard_label_students)
 
     frame = pd.read_csv(resolve_data_file(SST2_DEV, args.data_dir), sep="\t", quoting=3, keep_default_na=False)
@@ -78,8 +74,7 @@ def main() -> None:
     variants = variants_of("teacher", args.teacher)
     for label, export in students.items():
         variants.update(variants_of(f"student {label}", export))
-    threads = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-               "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}  # 0 = TensorFlow's default
+    threads = thread_settings()  # 0 = TensorFlow's default
     print(f"CPU: {cpu_model()}; scoring {len(variants)} variants on {len(texts)} dev sentences; threads {threads}", flush=True)
     results = {name: {"parameters": v.parameters, "file_mb": round(v.bytes / 1e6, 2), "dev_accuracy": dev_accuracy(v, texts, labels)}
                for name, v in variants.items()}

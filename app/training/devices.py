@@ -109,17 +109,26 @@ def set_inference_precision(choice: str) -> str:
     return AS_EXPORTED
 
 
-def set_threads(threads: int) -> int:
-    """Use ``threads`` threads inside and between TensorFlow's ops (0 = TensorFlow's default: every
-    core); returns the number in effect. Takes effect only before TensorFlow has run anything in this
-    process (a command's own process); later (a notebook, a test) the pools stay as they are."""
+def set_threads(intra_op: int, inter_op: int | None = None) -> int:
+    """Use ``intra_op`` threads inside TensorFlow's ops and ``inter_op`` between them (None = as many
+    as inside; 0 = TensorFlow's default: every core); returns the number inside in effect. Takes effect
+    only before TensorFlow has run anything in this process (a command's own process); later (a
+    notebook, a test) the pools stay as they are."""
+    inter_op = intra_op if inter_op is None else inter_op
     try:
-        if threads:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        if intra_op:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        if inter_op:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     except RuntimeError:  # "cannot be modified after initialization"
         pass
     return tf.config.threading.get_intra_op_parallelism_threads()
+
+
+def thread_settings() -> dict[str, int]:
+    """TensorFlow's thread pools as set in this process (0 = TensorFlow's default)."""
+    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
 
 
 def distribution_strategy(cluster=None, collective: str = "auto", cluster_timeout: float = 300) -> tf.distribute.Strategy:
