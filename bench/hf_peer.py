@@ -8,7 +8,10 @@ raw strings in.
 
     <peer venv>/bin/python bench/hf_peer.py --data sentences.json --model ../shared/models/all-MiniLM-L6-v2 --precision bf16
 
-``--precision bf16`` runs forward passes under ``torch.autocast("cpu", dtype=torch.bfloat16)``.
+``--precision bf16`` runs forward passes under ``torch.autocast("cpu", dtype=torch.bfloat16)``. Optional
+keys of the JSON (bench/finetuning_methods.py): ``epochs`` (default 1), ``warmup_fraction`` (a linear
+warm-up and decay, as the project's; default a constant rate) and ``lora`` (``rank``, ``alpha``,
+``targets``: PEFT's LoRA, the encoder frozen, the classifier head trained; needs ``peft``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,20 @@ def main() -> None:
     torch.manual_seed(data["seed"])
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=data["learning_rate"])
+    if data.get("lora"):
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        lora = data["lora"]
+        model = get_peft_model(model, LoraConfig(
+            task_type=TaskType.SEQ_CLS, r=lora["rank"], lora_alpha=lora["alpha"], target_modules=lora["targets"], lora_dropout=0.0,
+        ))
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=data["learning_rate"])
+    epochs = data.get("epochs", 1)
+    total_steps = epochs * -(-len(data["train_texts"]) // batch_size)
+    schedule = None
+    if data.get("warmup_fraction") is not None:
+        schedule = transformers.get_linear_schedule_with_warmup(optimizer, int(total_steps * data["warmup_fraction"]), total_steps)
 
     def precision():
         if args.precision == "bf16":
@@ -52,13 +68,19 @@ def main() -> None:
 
     train_start = time.perf_counter()
     model.train()
-    for start, inputs in batches(data["train_texts"]):
-        labels = torch.tensor(data["train_labels"][start : start + batch_size], dtype=torch.long)
-        with precision():
-            loss = model(**inputs, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+    order = np.arange(len(data["train_texts"]))
+    for epoch in range(epochs):
+        texts = [data["train_texts"][index] for index in order]
+        for start, inputs in batches(texts):
+            labels = torch.tensor([data["train_labels"][index] for index in order[start : start + batch_size]], dtype=torch.long)
+            with precision():
+                loss = model(**inputs, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            if schedule is not None:
+                schedule.step()
+            optimizer.zero_grad()
+        order = np.random.default_rng(data["seed"] + epoch + 1).permutation(len(order))  # reshuffled every epoch
     train_seconds = time.perf_counter() - train_start
 
     predictions = []
@@ -72,7 +94,9 @@ def main() -> None:
     inference_seconds = time.perf_counter() - inference_start
 
     print(json.dumps({
-        "train_samples_per_s": len(data["train_texts"]) / train_seconds,
+        "train_samples_per_s": epochs * len(data["train_texts"]) / train_seconds,
+        "trainable_parameters": sum(parameter.numel() for parameter in trainable),
+        "total_parameters": sum(parameter.numel() for parameter in model.parameters()),
         "inference_samples_per_s": len(data["dev_texts"]) / inference_seconds,
         "dev_accuracy": float(np.mean(np.concatenate(predictions) == np.array(data["dev_labels"]))),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

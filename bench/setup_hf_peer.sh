@@ -13,6 +13,6 @@ esac
 test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch
-"$VENV/bin/python" -m pip install transformers numpy
-"$VENV/bin/python" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+"$VENV/bin/python" -m pip install transformers numpy peft  # peft: the LoRA peer of bench/finetuning_methods.py
+"$VENV/bin/python" -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
 echo "peer venv ready: $VENV"

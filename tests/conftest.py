@@ -110,6 +110,18 @@ def trained_bert(tiny_hub, small_sst2, shared_builds):
 
 
 @pytest.fixture(scope="session")
+def trained_bert_lora(tiny_hub, small_sst2, shared_builds):
+    """The same run as `trained_bert` with ``--finetune lora --lora-rank 4``: a TrainedModel."""
+    from app.tasks import BertTask
+
+    task = BertTask(
+        encoder=str(tiny_hub / "encoder"), preprocessor=str(tiny_hub / "preprocessor"),
+        train_file=str(small_sst2 / "train.tsv"), validation_file=str(small_sst2 / "dev.tsv"), finetune="lora", lora_rank=4,
+    )
+    return train_once(shared_builds / "bert_lora", task, epochs=1, batch_size=16, learning_rate=1e-2)
+
+
+@pytest.fixture(scope="session")
 def small_corpus(shared_builds):
     """The first lines of Tiny Shakespeare and of SST-2's training sentences, in one text file."""
 
@@ -155,6 +167,7 @@ LONGEST_FIRST = (
     "tests/serving/test_serving.py",
     "tests/training/test_multi_worker.py",
     "tests/tasks/test_distillation.py",
+    "tests/tasks/test_finetuning.py",
     "tests/notebooks/test_07_distillation_and_compression.py",
     "tests/exports/test_export_hub.py",
     "tests/commands/test_cli.py",

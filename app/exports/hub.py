@@ -13,7 +13,9 @@ local ones (``hub.KerasLayer``, ``hub.load``, Keras 3's ``keras.layers.TFSMLayer
 - encoder: ``__call__(inputs, training=False)``, that dict -> ``pooled_output`` [N, H] (also as
   ``default``), ``sequence_output`` [N, T, H] and ``encoder_outputs`` (one [N, T, H] per layer), weights
   from keras-hub's ``BertBackbone``; ``variables`` and ``trainable_variables`` for fine-tuning;
-  ``vocab_file`` (asset) and ``do_lower_case`` (bool variable), which say how to tokenize; and, only
+  ``vocab_file`` (asset) and ``do_lower_case`` (bool variable), which say how to tokenize;
+  ``assets/keras_backbone.json``, the keras-hub ``BertBackbone`` config, with which
+  `models.bert.encoder.backbone_from_hub` rebuilds the encoder as Keras layers (for LoRA); and, only
   when a masked-LM head is exported, ``mlm(inputs, training=False)``: the same inputs plus
   ``masked_lm_positions`` [N, P] -> ``mlm_logits`` [N, P, vocab] and the encoder outputs.
 - both: a ``serving_default`` signature with flat outputs (the encoder's ``encoder_outputs_<i>``), and
@@ -23,12 +25,16 @@ local ones (``hub.KerasLayer``, ``hub.load``, Keras 3's ``keras.layers.TFSMLayer
 
 from __future__ import annotations
 
+import json
 import shutil
+import tempfile
 from pathlib import Path
+
+import keras
 
 import tensorflow as tf
 
-from models.bert.encoder import build_encoder_model
+from models.bert.encoder import KERAS_BACKBONE_ASSET, build_encoder_model
 from models.bert.preprocessor import BERT_INPUTS, DEFAULT_SEQ_LENGTH, build_preprocessor
 
 
@@ -46,9 +52,12 @@ def hub_callable(function, spec: dict, layers: list) -> tf.train.Checkpoint:
     return obj
 
 
-def build_encoder(backbone, vocab_file: Path, lower_case: bool, masked_lm_head=None) -> tf.train.Checkpoint:
-    """The TF-Hub encoder object (see the module docstring). ``masked_lm_head``: the keras-hub
-    ``MaskedLMHead`` pretrained with ``backbone`` (``BertMaskedLM.masked_lm_head``, its output
+def build_encoder(
+    backbone, vocab_file: Path, lower_case: bool, backbone_config: Path, masked_lm_head=None
+) -> tf.train.Checkpoint:
+    """The TF-Hub encoder object (see the module docstring). ``backbone_config``: a file holding the
+    backbone's Keras config (exported as the ``keras_backbone.json`` asset). ``masked_lm_head``: the
+    keras-hub ``MaskedLMHead`` pretrained with ``backbone`` (``BertMaskedLM.masked_lm_head``, its output
     projection tied to the token embedding), exported as ``mlm``; without it there is no ``mlm``."""
     model = build_encoder_model(backbone)
     spec = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in BERT_INPUTS}
@@ -68,6 +77,7 @@ def build_encoder(backbone, vocab_file: Path, lower_case: bool, masked_lm_head=N
     root = hub_callable(encode, spec, [model])
     root.model = model
     root.vocab_file = tf.saved_model.Asset(str(vocab_file))
+    root.keras_backbone = tf.saved_model.Asset(str(backbone_config))
     root.do_lower_case = tf.Variable(lower_case, trainable=False, name="do_lower_case")
     root.serve = root.serving_default = serve
     if masked_lm_head is not None:
@@ -110,15 +120,18 @@ def export_hub(
     backbone, masked_lm_head = float32_copies(backbone, masked_lm_head)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, obj in (
-        ("preprocessor", build_preprocessor(vocab_file, lower_case, seq_length)),
-        ("encoder", build_encoder(backbone, vocab_file, lower_case, masked_lm_head)),
-    ):
-        staging, target = out / f".{name}.staging", out / name
-        shutil.rmtree(staging, ignore_errors=True)
-        tf.saved_model.save(obj, str(staging), signatures={"serving_default": obj.serve})
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-        written[name] = str(target)
+    with tempfile.TemporaryDirectory() as scratch:
+        backbone_config = Path(scratch) / KERAS_BACKBONE_ASSET
+        backbone_config.write_text(json.dumps(keras.saving.serialize_keras_object(backbone), indent=1))
+        for name, obj in (
+            ("preprocessor", build_preprocessor(vocab_file, lower_case, seq_length)),
+            ("encoder", build_encoder(backbone, vocab_file, lower_case, backbone_config, masked_lm_head)),
+        ):
+            staging, target = out / f".{name}.staging", out / name
+            shutil.rmtree(staging, ignore_errors=True)
+            tf.saved_model.save(obj, str(staging), signatures={"serving_default": obj.serve})
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+            written[name] = str(target)
     return written
 

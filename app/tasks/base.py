@@ -83,6 +83,10 @@ class Task(abc.ABC):
         """Turn `model.evaluate` results into the reported metrics."""
         return {f"{data.evaluation_split}_{name}": float(value) for name, value in evaluation.items()}
 
+    def run_facts(self) -> dict:
+        """What the run's JSON line says about the task's own choices (e.g. how it fine-tunes)."""
+        return {}
+
     def export_spec(self, model: keras.Model, data: TaskData) -> ExportSpec:
         """The serving signatures (and side files) of a TF Serving export; tasks that keep the
         default `export` implement it."""

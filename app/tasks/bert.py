@@ -6,6 +6,7 @@ Early stopping and the reported metrics use the dev split; ``test.tsv`` is never
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,15 +15,21 @@ import numpy as np
 import tensorflow as tf
 
 from app.common import paths
+from app.common.cli import positive_float, positive_int
 from app.common.errors import UsageError
 from app.exports.savedmodel import Endpoint, ExportSpec
+from app.training.adapters import load_adapter
 from app.tasks.base import Task, TaskData, TrainDefaults, option
 from app.tasks.schedules import LinearWarmupDecay
 from data_pipelines.errors import DataError
 from data_pipelines.text_classification import TextClassificationConfig, load_text_classification, read_splits
 from models.bert.classifier import BertClassifierConfig, build_bert_classifier, build_text_classifier, encoder_positions
+from models.bert.encoder import backbone_from_hub, build_encoder_model, has_keras_form
 from models.bert.preprocessor import BERT_INPUTS
 from models.hub_layer import resolve_handle
+from models.lora import LORA_TARGETS, LoraConfig, enable_lora
+
+FINETUNE_METHODS = ("full", "lora", "frozen")
 
 
 def require_handle(handle: str, flag: str) -> None:
@@ -45,12 +52,30 @@ def comma_separated(text: str) -> tuple[str, ...]:
     return tuple(text.split(","))
 
 
+def lora_targets(text: str) -> tuple[str, ...]:
+    names = comma_separated(text)
+    unknown = [name for name in names if name not in LORA_TARGETS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown layer {', '.join(unknown)}: LoRA targets are {', '.join(LORA_TARGETS)}")
+    return names
+
+
 @dataclass(frozen=True)
 class BertTask(Task):
     encoder: str = option(str(paths.MINILM_HUB / "encoder"), "TF-Hub encoder handle: URL or folder (the default is the shared MiniLM, exported on first use)")
     preprocessor: str = option(str(paths.MINILM_HUB / "preprocessor"), "TF-Hub preprocessor handle matching the encoder")
     pooling: str = option("mean", "sentence vector: mean of the token vectors, or the encoder's pooled [CLS] output", choices=("mean", "cls"))
-    trainable_encoder: bool = True
+    finetune: str = option(
+        "full", "which weights train: full = the encoder's and the head's; lora = low-rank updates of --lora-targets "
+        "and the head (the encoder frozen; needs an encoder exported by this project); frozen = the head only",
+        choices=FINETUNE_METHODS,
+    )
+    lora_rank: int = option(8, "rank of each LoRA update (--finetune lora)", type=positive_int)
+    lora_alpha: float | None = option(help="LoRA updates are scaled by alpha / rank", default_text="= --lora-rank", type=positive_float)
+    lora_targets: tuple[str, ...] = option(
+        ("query", "value"), f"comma-separated layers given LoRA updates, of: {', '.join(LORA_TARGETS)}", type=lora_targets
+    )
+    adapter: str | None = option(help="start from this adapter (the adapter.lora.h5 of an earlier --finetune lora run)")
     # Frozen by default: most rows of a 30k-piece table never occur in a small fine-tuning set.
     # Train them for encoders whose embeddings are not pretrained (or a small, corpus-specific vocabulary).
     freeze_word_embeddings: bool = option(
@@ -75,8 +100,9 @@ class BertTask(Task):
     restored_graph = True
 
     def ensure_default_hub(self) -> None:
-        """Export the shared MiniLM in TF-Hub format on first use of the default handles."""
-        if self.encoder == str(paths.MINILM_HUB / "encoder") and not (paths.MINILM_HUB / "encoder" / "saved_model.pb").is_file():
+        """Export the shared MiniLM in TF-Hub format on first use of the default handles (again if an
+        earlier version exported it without its Keras form)."""
+        if self.encoder == str(paths.MINILM_HUB / "encoder") and not has_keras_form(paths.MINILM_HUB / "encoder"):
             from app.exports.hub import export_hub
             from models.bert.encoder import load_backbone
             from models.bert.vocabulary import read_vocabulary
@@ -94,6 +120,7 @@ class BertTask(Task):
         """Where the sentences come from and how they are batched; the handles are checked first."""
         for handle, flag in zip((self.encoder, self.preprocessor), self.handle_flags):
             require_handle(handle, flag)
+        self.check_finetune_flags()
         return TextClassificationConfig(
             data_dir=data_dir, train_file=self.train_file, validation_file=self.validation_file,
             text_column=self.text_column, label_column=self.label_column, max_train_samples=max_train_samples,
@@ -120,13 +147,25 @@ class BertTask(Task):
             num_classes=num_classes,
         )
 
-    def build_model(self, data: ClassificationData) -> keras.Model:
-        model = build_bert_classifier(
-            BertClassifierConfig(
-                self.encoder, data.num_classes, self.pooling,
-                trainable_encoder=self.trainable_encoder, freeze_word_embeddings=self.freeze_word_embeddings,
+    def check_finetune_flags(self) -> None:
+        """LoRA needs the encoder as Keras layers, which only this project's exports describe."""
+        if self.adapter and self.finetune != "lora":
+            raise UsageError("--adapter holds LoRA updates: pass it with --finetune lora")
+        if self.adapter and not Path(self.adapter).is_file():
+            raise UsageError(f"--adapter {self.adapter} does not exist")
+        if self.finetune == "lora" and ("://" in self.encoder or not has_keras_form(self.encoder)):
+            raise UsageError(
+                f"--finetune lora needs the encoder as Keras layers, and {self.handle_flags[0]} {self.encoder} is a plain TF-Hub "
+                "SavedModel: export its checkpoint with python -m app.export_hub --checkpoint CHECKPOINT --out DIR and pass "
+                f"{self.handle_flags[0]} DIR/encoder (app.train mlm's handles work too), or use --finetune full or frozen"
             )
+
+    def build_model(self, data: ClassificationData) -> keras.Model:
+        config = BertClassifierConfig(
+            self.encoder, data.num_classes, self.pooling,
+            trainable_encoder=self.finetune == "full", freeze_word_embeddings=self.freeze_word_embeddings,
         )
+        model = build_bert_classifier(config, self.lora_encoder() if self.finetune == "lora" else None)
         positions = encoder_positions(model)
         if positions is not None and self.max_seq_length > positions:
             # Else the first long sentence fails deep in the encoder's graph (a Slice error).
@@ -134,7 +173,27 @@ class BertTask(Task):
                 f"--max-seq-length {self.max_seq_length} is longer than the {positions} word pieces encoder {self.encoder} "
                 f"was built for: pass --max-seq-length {positions} or less"
             )
+        if self.adapter:
+            try:
+                load_adapter(model, Path(self.adapter))
+            except ValueError as error:
+                raise UsageError(f"--adapter: {error}") from None
         return model
+
+    def lora_encoder(self) -> keras.Model:
+        """The encoder as Keras layers, frozen, with LoRA updates on ``lora_targets``."""
+        encoder = build_encoder_model(backbone_from_hub(resolve_handle(self.encoder)), model_name="encoder")
+        try:
+            enable_lora(encoder, LoraConfig(self.lora_rank, self.lora_alpha, self.lora_targets))
+        except ValueError as error:
+            raise UsageError(f"--finetune lora: {error}") from None
+        return encoder
+
+    def run_facts(self) -> dict:
+        facts = {"finetune": self.finetune}
+        if self.finetune == "lora":
+            facts["lora"] = {"rank": self.lora_rank, "alpha": self.lora_alpha or self.lora_rank, "targets": list(self.lora_targets)}
+        return facts
 
     def optimizer(self, learning_rate: float, total_steps: int) -> keras.optimizers.Optimizer:
         schedule = LinearWarmupDecay(learning_rate, int(total_steps * self.warmup_fraction), total_steps)

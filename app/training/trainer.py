@@ -21,11 +21,13 @@ import tensorflow as tf
 from app.common.errors import CommandFailed, Interrupted, TrainingFailed, UsageError
 from app.tasks.base import Task, TaskData
 from app.training import autotune, devices
+from app.training.adapters import ADAPTER_FILE, LoraBackupAndRestore, merged_copy, parameter_counts, peak_rss_mb, save_adapter
 from app.training.cluster import Cluster, cluster_from_environment, describe_cluster, shard_by_data, weights_fingerprint, worker_outputs
 from app.training.config import TrainConfig
 from app.training.plots import plot_training_curves
 from app.training.runs import BACKUP_DIR, run_directory
 from data_pipelines.sources import require_data_dir
+from models.lora import lora_layers
 
 # What a step raises on the other workers when one of them dies (the cluster's collectives are aborted).
 CLUSTER_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError, tf.errors.DeadlineExceededError)
@@ -178,7 +180,7 @@ def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cl
     keras.utils.set_random_seed(config.seed)
     require_data_dir(config.data_dir)
 
-    run_dir = run_directory(config.runs_dir, task.name, config.resume)
+    resumed_run = run_directory(config.runs_dir, task.name, resume=True) if config.resume else None
     workers = cluster.num_workers if cluster else 1
     # --batch-size is per worker: each global batch is split between the workers (DATA sharding).
     data = task.load_data(config.data_dir, batch_size * workers, config.seed, config.max_train_samples)
@@ -216,6 +218,11 @@ def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cl
     with strategy.scope():
         build_training_state(model, data.train)
     say(devices.describe(model.jit_compile, choice.precision, strategy))
+    # Created once the model is built: flags that fail at build time leave no empty run folder.
+    run_dir = resumed_run or run_directory(config.runs_dir, task.name, resume=False)
+    trainable_parameters, total_parameters = parameter_counts(model)
+    say(f"parameters: {trainable_parameters:,} trainable of {total_parameters:,} ({trainable_parameters / total_parameters:.2%})")
+    backup = LoraBackupAndRestore if lora_layers(model) else keras.callbacks.BackupAndRestore
     if not config.quiet and not (cluster and not cluster.is_chief):
         model.summary()
 
@@ -224,7 +231,7 @@ def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cl
     callbacks = [
         interrupt,
         budget,
-        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True),
+        backup(str(run_dir / BACKUP_DIR), double_checkpoint=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"), monitor="val_loss", save_best_only=True),
         timer,  # before the logger, which then writes its elapsed_seconds
@@ -265,10 +272,19 @@ def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cl
     metrics = task.summarize(model.evaluate(data.evaluation, verbose=0, return_dict=True), data)
     say(f"{data.evaluation_split} metrics: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
     curves = plot_training_curves(run_dir / HISTORY_FILE, run_dir / "training_curves.png", f"{task.name} training")
-    export_dir = task.export(model, data, config.out)
+    # LoRA: the updates are merged into their kernels for serving, and kept alone as an adapter.
+    export_dir = task.export(merged_copy(model) if lora_layers(model) else model, data, config.out)
     say(f"exported SavedModel to {export_dir}; training curves in {curves}")
+    facts = task.run_facts()
+    if lora_layers(model):
+        adapter = run_dir / ADAPTER_FILE
+        facts.update(adapter=str(adapter), adapter_bytes=save_adapter(model, adapter, {"model": task.name, **facts}))
+        say(f"adapter: {adapter} ({facts['adapter_bytes'] / 1e3:,.0f} KB)")
     summary = {
         "model": task.name,
+        **facts,
+        "trainable_parameters": trainable_parameters,
+        "total_parameters": total_parameters,
         "metrics": metrics,
         "export_dir": str(export_dir),
         "run_dir": str(run_dir),
@@ -282,6 +298,7 @@ def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cl
         "precision": choice.precision,
         "auto": choice.report,
         "train_samples_per_s": round(data.train_examples * timer.epochs / timer.seconds, 1) if timer.seconds else None,
+        "peak_rss_mb": peak_rss_mb(),
     }
     if cluster:  # every worker prints it: equal fingerprints = the workers ended with the same weights
         summary["weights_sha256"] = weights_fingerprint(model)

@@ -1,4 +1,5 @@
-"""A BERT sentence classifier: token ids -> TF-Hub encoder (fine-tuned) -> pooling -> dropout -> logits.
+"""A BERT sentence classifier: token ids -> encoder -> pooling -> dropout -> logits. The encoder is a
+TF-Hub handle as one layer, or the same encoder as Keras layers (for LoRA, `models.lora`).
 
 Two builders, because training and serving see text differently: training feeds length-bucketed
 token ids (tokenized once in the `tf.data` pipeline), serving takes raw strings. The second wraps
@@ -34,18 +35,23 @@ class BertClassifierConfig:
     freeze_word_embeddings: bool = True
 
 
-def build_bert_classifier(config: BertClassifierConfig) -> keras.Model:
-    """``input_word_ids``/``input_mask``/``input_type_ids`` [batch, length] -> class logits."""
+def build_bert_classifier(config: BertClassifierConfig, encoder: keras.Model | None = None) -> keras.Model:
+    """``input_word_ids``/``input_mask``/``input_type_ids`` [batch, length] -> class logits.
+
+    ``encoder``: the encoder as a Keras model with TF-Hub's inputs and outputs
+    (`models.bert.encoder.build_encoder_model`), used as it is (its trainable weights are the caller's
+    choice); by default ``config.encoder_handle`` as one layer."""
     if config.pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, not {config.pooling!r}")
     inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in BERT_INPUTS}
-    encoder = HubLayer(
-        config.encoder_handle, trainable=config.trainable_encoder, pass_training=config.trainable_encoder, name="encoder"
-    )
-    if config.freeze_word_embeddings:
-        for weight in encoder.weights:
-            if any(name in weight.name for name in WORD_EMBEDDING_NAMES):
-                weight.trainable = False
+    if encoder is None:
+        encoder = HubLayer(
+            config.encoder_handle, trainable=config.trainable_encoder, pass_training=config.trainable_encoder, name="encoder"
+        )
+        if config.freeze_word_embeddings:
+            for weight in encoder.weights:
+                if any(name in weight.name for name in WORD_EMBEDDING_NAMES):
+                    weight.trainable = False
     encoded = encoder(inputs)
     if config.pooling == "cls":
         features = encoded["pooled_output"]
@@ -60,7 +66,7 @@ def build_bert_classifier(config: BertClassifierConfig) -> keras.Model:
 def encoder_positions(classifier: keras.Model) -> int | None:
     """How many word pieces the classifier's encoder takes at most: the rows of its position
     embedding (official BERT handles and keras-hub exports both name it so), or None if it has none."""
-    rows = [weight.shape[0] for weight in classifier.get_layer("encoder").weights if POSITION_EMBEDDING_NAME in weight.name]
+    rows = [weight.shape[0] for weight in classifier.get_layer("encoder").weights if POSITION_EMBEDDING_NAME in weight.path]
     return int(rows[0]) if rows else None
 
 

@@ -6,14 +6,20 @@ Sizes follow Turc et al.'s compact BERTs for the presets (BERT-Tiny 2x128, BERT-
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import keras_hub
+import tensorflow as tf
 
 from data_pipelines.errors import DataError
 from models.bert.preprocessor import BERT_INPUTS
+
+
+# The asset of a TF-Hub encoder exported by this project (app.exports.hub) that holds its Keras config.
+KERAS_BACKBONE_ASSET = "keras_backbone.json"
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ def build_bert_encoder(config: BertEncoderConfig) -> keras_hub.models.BertBackbo
     )
 
 
-def build_encoder_model(backbone) -> keras.Model:
+def build_encoder_model(backbone, model_name: str = "bert_encoder") -> keras.Model:
     """Rewire a keras-hub ``BertBackbone``'s own layers to TF-Hub's input and output names.
 
     Adds ``encoder_outputs`` (every transformer layer's output), which the backbone does not expose.
@@ -66,7 +72,7 @@ def build_encoder_model(backbone) -> keras.Model:
         encoder_outputs.append(x)
     pooled_output = backbone.pooled_dense(x[:, backbone.cls_token_index, :])
     outputs = {"sequence_output": x, "pooled_output": pooled_output, "encoder_outputs": encoder_outputs}
-    return keras.Model(inputs, outputs, name="bert_encoder")
+    return keras.Model(inputs, outputs, name=model_name)
 
 
 def first_layers(backbone, num_layers: int):
@@ -88,3 +94,24 @@ def load_backbone(checkpoint: Path, seed: int = 0):
         raise DataError(f"checkpoint folder not found: {checkpoint}")
     keras.utils.set_random_seed(seed)
     return keras_hub.models.BertBackbone.from_preset(str(checkpoint), dtype="float32")
+
+
+def has_keras_form(encoder_dir: Path | str) -> bool:
+    """Whether a TF-Hub encoder folder was exported by this project, with its Keras config."""
+    return (Path(encoder_dir) / "assets" / KERAS_BACKBONE_ASSET).is_file()
+
+
+def backbone_from_hub(encoder_dir: Path | str):
+    """The TF-Hub encoder in ``encoder_dir`` as a keras-hub ``BertBackbone`` with the handle's weights.
+
+    A TF-Hub SavedModel is one opaque graph; methods that change layers (LoRA) need the layers. Only
+    handles exported by this project say how to rebuild them (`has_keras_form`)."""
+    if not has_keras_form(encoder_dir):
+        raise DataError(f"{encoder_dir} has no {KERAS_BACKBONE_ASSET}: it was not exported by app.export_hub or app.train mlm")
+    backbone = keras.saving.deserialize_keras_object(json.loads((Path(encoder_dir) / "assets" / KERAS_BACKBONE_ASSET).read_text()))
+    saved = {variable.name.split(":")[0]: variable for variable in tf.saved_model.load(str(encoder_dir)).variables}
+    for weight in backbone.weights:
+        if weight.path not in saved or tuple(saved[weight.path].shape) != tuple(weight.shape):
+            raise DataError(f"{encoder_dir} does not hold the weight {weight.path} {tuple(weight.shape)} its Keras config describes")
+        weight.assign(saved[weight.path])
+    return backbone
