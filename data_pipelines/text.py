@@ -116,6 +116,9 @@ class TextConfig:
     seed: int = 0
     # Training windows start at a new random offset every epoch instead of always at 0, seq_len, ...
     random_offsets: bool = False
+    # A trained model's vocabulary (without the out-of-vocabulary token) instead of one built from
+    # this text: tokens outside it become the out-of-vocabulary id 0.
+    vocabulary: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,12 @@ class TextData:
     tokenizer: Tokenizer
     source: Path
     counts: dict
+    out_of_vocabulary: float | None = None  # share of tokens outside a given vocabulary
 
     def describe(self) -> str:
         counts = ", ".join(f"{split} {count:,}" for split, count in self.counts.items())
-        return f"text from {self.source} ({self.tokenizer.level} tokens, vocabulary {self.tokenizer.vocab_size:,}): {counts}"
+        unknown = "" if self.out_of_vocabulary is None else f"; {self.out_of_vocabulary:.3%} outside the given vocabulary"
+        return f"text from {self.source} ({self.tokenizer.level} tokens, vocabulary {self.tokenizer.vocab_size:,}): {counts}{unknown}"
 
 
 def read_text(config: TextConfig) -> tuple[str, Path]:
@@ -181,9 +186,13 @@ def load_text(config: TextConfig = TextConfig()) -> TextData:
     split_at = int(len(text) * (1 - config.validation_fraction))
     train_text, validation_text = text[:split_at], text[split_at:]
 
-    tokenizer = Tokenizer.fit(train_text, config.tokenizer, config.max_vocab_size)
+    if config.vocabulary:
+        tokenizer = Tokenizer(config.tokenizer, list(config.vocabulary))
+    else:
+        tokenizer = Tokenizer.fit(train_text, config.tokenizer, config.max_vocab_size)
     train_ids = tokenizer.encode(tf.constant(train_text)).numpy()
     validation_ids = tokenizer.encode(tf.constant(validation_text)).numpy()
+    out_of_vocabulary = float(np.mean(np.concatenate([train_ids, validation_ids]) == 0)) if config.vocabulary else None
     if config.max_train_samples:
         train_ids = train_ids[: config.max_train_samples]
     shifting = 2 if config.random_offsets else 1  # shifted windows need one spare window
@@ -206,4 +215,5 @@ def load_text(config: TextConfig = TextConfig()) -> TextData:
         tokenizer=tokenizer,
         source=path,
         counts={"train tokens": len(train_ids), "validation tokens": len(validation_ids)},
+        out_of_vocabulary=out_of_vocabulary,
     )

@@ -45,8 +45,8 @@ def layer_width(layer) -> int:
 
 
 def enable_lora(encoder: keras.Layer, config: LoraConfig) -> list:
-    """Freeze every weight of ``encoder`` and add LoRA to its layers named in ``config.targets`` (their
-    biases stay frozen, as in the paper and PEFT's default); returns those layers."""
+    """Freeze every weight of ``encoder`` (a BERT encoder, a whole GPT) and add LoRA to its layers named
+    in ``config.targets`` (their biases stay frozen, as in the paper and PEFT's default); returns those layers."""
     targets = [layer for layer in sublayers(encoder) if layer.name in config.targets and hasattr(layer, "enable_lora")]
     missing = sorted(set(config.targets) - {layer.name for layer in targets})
     if missing:

@@ -169,6 +169,7 @@ LONGEST_FIRST = (
     "tests/tasks/test_distillation.py",
     "tests/tasks/test_finetuning.py",
     "tests/notebooks/test_07_distillation_and_compression.py",
+    "tests/notebooks/test_08_finetuning_methods.py",
     "tests/exports/test_export_hub.py",
     "tests/commands/test_cli.py",
     "tests/notebooks/test_06_pretraining_from_zero.py",

@@ -6,7 +6,6 @@ Early stopping and the reported metrics use the dev split; ``test.tsv`` is never
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +14,11 @@ import numpy as np
 import tensorflow as tf
 
 from app.common import paths
-from app.common.cli import positive_float, positive_int
 from app.common.errors import UsageError
 from app.exports.savedmodel import Endpoint, ExportSpec
 from app.training.adapters import load_adapter
 from app.tasks.base import Task, TaskData, TrainDefaults, option
+from app.tasks.finetuning import LoraOptions
 from app.tasks.schedules import LinearWarmupDecay
 from data_pipelines.errors import DataError
 from data_pipelines.text_classification import TextClassificationConfig, load_text_classification, read_splits
@@ -27,7 +26,7 @@ from models.bert.classifier import BertClassifierConfig, build_bert_classifier, 
 from models.bert.encoder import backbone_from_hub, build_encoder_model, has_keras_form
 from models.bert.preprocessor import BERT_INPUTS
 from models.hub_layer import resolve_handle
-from models.lora import LORA_TARGETS, LoraConfig, enable_lora
+from models.lora import enable_lora
 
 FINETUNE_METHODS = ("full", "lora", "frozen")
 
@@ -52,16 +51,8 @@ def comma_separated(text: str) -> tuple[str, ...]:
     return tuple(text.split(","))
 
 
-def lora_targets(text: str) -> tuple[str, ...]:
-    names = comma_separated(text)
-    unknown = [name for name in names if name not in LORA_TARGETS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown layer {', '.join(unknown)}: LoRA targets are {', '.join(LORA_TARGETS)}")
-    return names
-
-
 @dataclass(frozen=True)
-class BertTask(Task):
+class BertTask(LoraOptions, Task):
     encoder: str = option(str(paths.MINILM_HUB / "encoder"), "TF-Hub encoder handle: URL or folder (the default is the shared MiniLM, exported on first use)")
     preprocessor: str = option(str(paths.MINILM_HUB / "preprocessor"), "TF-Hub preprocessor handle matching the encoder")
     pooling: str = option("mean", "sentence vector: mean of the token vectors, or the encoder's pooled [CLS] output", choices=("mean", "cls"))
@@ -69,11 +60,6 @@ class BertTask(Task):
         "full", "which weights train: full = the encoder's and the head's; lora = low-rank updates of --lora-targets "
         "and the head (the encoder frozen; needs an encoder exported by this project); frozen = the head only",
         choices=FINETUNE_METHODS,
-    )
-    lora_rank: int = option(8, "rank of each LoRA update (--finetune lora)", type=positive_int)
-    lora_alpha: float | None = option(help="LoRA updates are scaled by alpha / rank", default_text="= --lora-rank", type=positive_float)
-    lora_targets: tuple[str, ...] = option(
-        ("query", "value"), f"comma-separated layers given LoRA updates, of: {', '.join(LORA_TARGETS)}", type=lora_targets
     )
     adapter: str | None = option(help="start from this adapter (the adapter.lora.h5 of an earlier --finetune lora run)")
     # Frozen by default: most rows of a 30k-piece table never occur in a small fine-tuning set.
@@ -184,7 +170,7 @@ class BertTask(Task):
         """The encoder as Keras layers, frozen, with LoRA updates on ``lora_targets``."""
         encoder = build_encoder_model(backbone_from_hub(resolve_handle(self.encoder)), model_name="encoder")
         try:
-            enable_lora(encoder, LoraConfig(self.lora_rank, self.lora_alpha, self.lora_targets))
+            enable_lora(encoder, self.lora_config())
         except ValueError as error:
             raise UsageError(f"--finetune lora: {error}") from None
         return encoder
@@ -192,7 +178,7 @@ class BertTask(Task):
     def run_facts(self) -> dict:
         facts = {"finetune": self.finetune}
         if self.finetune == "lora":
-            facts["lora"] = {"rank": self.lora_rank, "alpha": self.lora_alpha or self.lora_rank, "targets": list(self.lora_targets)}
+            facts["lora"] = self.lora_facts()
         return facts
 
     def optimizer(self, learning_rate: float, total_steps: int) -> keras.optimizers.Optimizer:

@@ -2,28 +2,50 @@
 
 Training follows nanoGPT's recipe: AdamW (no weight decay on biases and norms), a linear learning-rate
 warm-up then cosine decay to a tenth, gradient clipping at norm 1, and windows at a new random offset
-every epoch.
+every epoch. ``--init-from`` continues from a GPT export on another text (its weights and vocabulary),
+every weight trained or (``--finetune lora``) low-rank updates only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 
 from app.common.cli import dropout_rate
 from app.common.errors import UsageError
+from app.exports.savedmodel import ExportSpec, read_metadata, resolve_version
 from app.tasks.base import TrainDefaults, option
+from app.tasks.finetuning import LoraOptions
 from app.tasks.lm import NextTokenTask, TextData
 from models.decoding import IncrementalDecoder
 from models.gpt import PRESETS, GptConfig, build_gpt, gpt_decoder
+from models.lora import enable_lora
+from models.saved_weights import copy_saved_weights
 
 WARMUP_STEPS = 100
 
 
+def gpt_export(path: str) -> tuple[Path, dict]:
+    """The version folder and metadata of a GPT export of this project (UsageError for anything else)."""
+    try:
+        version = resolve_version(path)
+        metadata = read_metadata(version)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--init-from {path} is not a GPT export of this project ({error})") from None
+    if metadata.get("architecture") != "gpt" or "gpt_config" not in metadata:
+        raise UsageError(
+            f"--init-from {path} is not a GPT export of this project: python -m app.train gpt writes one "
+            "(exports made before --init-from existed lack the model's sizes: train again)"
+        )
+    return version, metadata
+
+
 @dataclass(frozen=True)
-class GptTask(NextTokenTask):
+class GptTask(LoraOptions, NextTokenTask):
     """``size`` picks a preset (models.gpt.PRESETS); the other fields, when set, override it."""
 
     size: str = option(
@@ -35,6 +57,13 @@ class GptTask(NextTokenTask):
     num_heads: int | None = option(help="attention heads", default_text="the preset's")
     embedding_dim: int | None = option(help="model width", default_text="the preset's")
     dropout_rate: float | None = option(help="dropout", type=dropout_rate, default_text="the preset's")
+    init_from: str | None = option(
+        help="continue from this GPT export (model folder or one version): its sizes, weights and vocabulary; "
+        "tokens of the new text outside that vocabulary become its out-of-vocabulary id", default_text="from zero",
+    )
+    finetune: str = option(
+        "full", "with --init-from: full = every weight trains; lora = low-rank updates of --lora-targets only", choices=("full", "lora")
+    )
 
     name = "gpt"
     summary = "GPT-style Transformer language model on Tiny Shakespeare (or --text-file)"
@@ -47,6 +76,13 @@ class GptTask(NextTokenTask):
     def __post_init__(self):
         if self.size not in PRESETS:
             raise UsageError(f"size must be one of {sorted(PRESETS)}, not {self.size!r}")
+        if self.finetune == "lora" and not self.init_from:
+            raise UsageError("--finetune lora adapts a trained GPT: pass --init-from EXPORT")
+        if self.init_from:
+            context = self.base_config()["context_length"]
+            if (self.seq_len or context) > context:
+                raise UsageError(f"--seq-len {self.seq_len} is longer than the {context} tokens --init-from {self.init_from} attends over")
+            object.__setattr__(self, "seq_len", self.seq_len or context)
         if self.seq_len is None:
             object.__setattr__(self, "seq_len", PRESETS[self.size]["context_length"])
         config = self.model_config(vocab_size=1)
@@ -56,7 +92,19 @@ class GptTask(NextTokenTask):
                 "each head gets an equal share of the width"
             )
 
+    def base_config(self) -> dict:
+        return gpt_export(self.init_from)[1]["gpt_config"]
+
+    def given_vocabulary(self) -> tuple[str, tuple[str, ...]] | None:
+        if not self.init_from:
+            return None
+        version, metadata = gpt_export(self.init_from)
+        tokens_by_id = json.loads((version / "assets.extra" / "vocabulary.json").read_text(encoding="utf-8"))
+        return metadata["tokenizer"], tuple(tokens_by_id[1:])  # id 0 is the out-of-vocabulary token
+
     def model_config(self, vocab_size: int) -> GptConfig:
+        if self.init_from:  # the export's own sizes (the size flags do not apply)
+            return GptConfig(**self.base_config())
         overrides = {
             field.name: getattr(self, field.name)
             for field in dataclasses.fields(GptConfig)
@@ -65,7 +113,29 @@ class GptTask(NextTokenTask):
         return GptConfig(vocab_size=vocab_size, **{**PRESETS[self.size], "context_length": self.seq_len, **overrides})
 
     def build_model(self, data: TextData) -> keras.Model:
-        return build_gpt(self.model_config(data.tokenizer.vocab_size))
+        model = build_gpt(self.model_config(data.tokenizer.vocab_size))
+        if self.init_from:
+            try:
+                copy_saved_weights(model.weights, gpt_export(self.init_from)[0])
+            except ValueError as error:
+                raise UsageError(f"--init-from: {error}") from None
+        if self.finetune == "lora":
+            try:
+                enable_lora(model, self.lora_config())
+            except ValueError as error:
+                raise UsageError(f"--finetune lora: {error}") from None
+        return model
+
+    def run_facts(self) -> dict:
+        if not self.init_from:
+            return {}
+        facts = {"init_from": str(gpt_export(self.init_from)[0]), "finetune": self.finetune}
+        return {**facts, "lora": self.lora_facts()} if self.finetune == "lora" else facts
+
+    def export_spec(self, model: keras.Model, data: TextData) -> ExportSpec:
+        spec = super().export_spec(model, data)
+        sizes = dataclasses.asdict(self.model_config(data.tokenizer.vocab_size))  # what --init-from rebuilds
+        return dataclasses.replace(spec, metadata={**spec.metadata, "gpt_config": sizes, **self.run_facts()})
 
     def optimizer(self, learning_rate: float, total_steps: int) -> keras.optimizers.Optimizer:
         warmup = min(WARMUP_STEPS, max(1, total_steps // 10))

@@ -26,9 +26,11 @@ from models.lstm_lm import LstmLmConfig, build_lstm_lm, lstm_decoder
 
 @dataclass(frozen=True)
 class TextData(TaskData):
-    """Windows of token ids, and the tokenizer that made them (the model's vocabulary, the export's encode/decode)."""
+    """Windows of token ids, and the tokenizer that made them (the model's vocabulary, the export's
+    encode/decode); with a given vocabulary, the share of the text's tokens outside it."""
 
     tokenizer: Tokenizer
+    out_of_vocabulary: float | None = None
 
 
 @dataclass(frozen=True)
@@ -46,17 +48,23 @@ class NextTokenTask(Task):
     def decoder(self, model: keras.Model) -> IncrementalDecoder:
         """How the model generates one token at a time (for the export's ``generate`` signature)."""
 
+    def given_vocabulary(self) -> tuple[str, tuple[str, ...]] | None:
+        """(token level, vocabulary) of a trained model to continue from, or None to build one from the text."""
+        return None
+
     def load_data(self, data_dir, batch_size, seed, max_train_samples) -> TextData:
+        level, vocabulary = self.given_vocabulary() or (self.tokenizer, None)
         text = load_text(
             TextConfig(
                 data_dir=data_dir,
                 text_file=self.text_file,
-                tokenizer=self.tokenizer,
+                tokenizer=level,
                 seq_len=self.seq_len,
                 batch_size=batch_size,
                 max_train_samples=max_train_samples,
                 seed=seed,
                 random_offsets=self.random_offsets,
+                vocabulary=vocabulary,
             )
         )
         return TextData(
@@ -67,6 +75,7 @@ class NextTokenTask(Task):
             train_examples=text.counts["train tokens"],
             description=text.describe(),
             tokenizer=text.tokenizer,
+            out_of_vocabulary=text.out_of_vocabulary,
         )
 
     def loss(self):
@@ -74,12 +83,15 @@ class NextTokenTask(Task):
 
     def summarize(self, evaluation: dict, data: TaskData) -> dict:
         loss = float(evaluation["loss"])
-        return {
+        metrics = {
             "validation_loss": loss,
             "validation_accuracy": float(evaluation["accuracy"]),
             "perplexity": math.exp(loss),
             f"bits_per_{data.tokenizer.level}": loss / math.log(2),
         }
+        if data.out_of_vocabulary is not None:
+            metrics["out_of_vocabulary_share"] = data.out_of_vocabulary
+        return metrics
 
     def export_spec(self, model: keras.Model, data: TaskData) -> ExportSpec:
         tokenizer = data.tokenizer

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import keras
 import keras_hub
-import tensorflow as tf
 
 from data_pipelines.errors import DataError
 from models.bert.preprocessor import BERT_INPUTS
+from models.saved_weights import copy_saved_weights
 
 
 # The asset of a TF-Hub encoder exported by this project (app.exports.hub) that holds its Keras config.
@@ -109,9 +109,8 @@ def backbone_from_hub(encoder_dir: Path | str):
     if not has_keras_form(encoder_dir):
         raise DataError(f"{encoder_dir} has no {KERAS_BACKBONE_ASSET}: it was not exported by app.export_hub or app.train mlm")
     backbone = keras.saving.deserialize_keras_object(json.loads((Path(encoder_dir) / "assets" / KERAS_BACKBONE_ASSET).read_text()))
-    saved = {variable.name.split(":")[0]: variable for variable in tf.saved_model.load(str(encoder_dir)).variables}
-    for weight in backbone.weights:
-        if weight.path not in saved or tuple(saved[weight.path].shape) != tuple(weight.shape):
-            raise DataError(f"{encoder_dir} does not hold the weight {weight.path} {tuple(weight.shape)} its Keras config describes")
-        weight.assign(saved[weight.path])
+    try:
+        copy_saved_weights(backbone.weights, encoder_dir)
+    except ValueError as error:
+        raise DataError(f"{error}, which its Keras config describes") from None
     return backbone

@@ -24,6 +24,7 @@ FIGURES = {  # notebook -> figures it must draw
     "05_transformer_from_zero.ipynb": 3,  # causal mask, GPT vs LSTM loss against time, attention heads
     "06_pretraining_from_zero.ipynb": 2,  # pretraining curves, (a)/(b)/(c) bar chart
     "07_distillation_and_compression.ipynb": 2,  # distillation curves, accuracy-vs-latency scatter
+    "08_finetuning_methods.ipynb": 2,  # methods: accuracy vs trainable parameters and speed; GPT adaptation curves
 }
 CHAINED = tuple(FIGURES)[:4]
 

@@ -167,3 +167,68 @@ def test_lora_on_a_plain_tf_hub_encoder_says_what_to_pass_instead(plain_hub, sma
     frozen = run_in_process("app.train", *bert_flags(plain_hub, small_sst2, tmp_path), "--finetune", "frozen", "--quiet")
     assert frozen.returncode == 0, frozen.stderr[-3000:]
     assert json.loads(frozen.stdout.strip().splitlines()[-1])["finetune"] == "frozen"
+
+
+# ---- a GPT adapted to a new text (--init-from) -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def review_text(small_sst2, tmp_path_factory) -> Path:
+    """Film reviews as one text, with characters Shakespeare's vocabulary lacks (digits, '*', '/')."""
+    sentences = pd.read_csv(small_sst2 / "train.tsv", sep="\t", quoting=3)["sentence"].tolist()
+    path = tmp_path_factory.mktemp("reviews") / "reviews.txt"
+    path.write_text("\n".join(sentences * 3 + ["a 10/10 film * 2 stars"] * 20) + "\n", encoding="utf-8")
+    return path
+
+
+def gpt_flags(review_text: Path, tmp_path: Path, *flags: str) -> list[str]:
+    return ["gpt", "--text-file", str(review_text), "--epochs", "1", "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"), *flags]
+
+
+def test_a_gpt_starts_from_its_export_on_a_new_text(trained_gpt, review_text):
+    from app.tasks import GptTask
+
+    export = trained_gpt.export_dir
+    task = GptTask(init_from=export, text_file=str(review_text))
+    data = task.load_data(None, 8, 0, None)
+    assert data.tokenizer.tokens_by_id == json.loads((Path(export) / "assets.extra" / "vocabulary.json").read_text())
+    assert 0 < data.out_of_vocabulary < 0.05 and "outside the given vocabulary" in data.description
+    model = task.build_model(data)
+    token_ids = np.array([[5, 9, 2, 7, 1, 3]], np.int32)
+    served = tf.saved_model.load(export).signatures["serving_default"](token_ids=tf.constant(token_ids))["logits"].numpy()
+    np.testing.assert_allclose(model(token_ids).numpy(), served, atol=1e-5)
+
+
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_app_train_gpt_init_from_adapts_and_exports(finetune, trained_gpt, review_text, tmp_path):
+    result = run_in_process("app.train", *gpt_flags(review_text, tmp_path, "--init-from", trained_gpt.export_dir, "--finetune", finetune, "--quiet"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = last_json_line(result.stdout)
+    assert summary["init_from"] == str(Path(trained_gpt.export_dir)) and summary["finetune"] == finetune
+    assert summary["metrics"]["out_of_vocabulary_share"] > 0
+    base = json.loads((Path(trained_gpt.export_dir) / "assets.extra" / "fromzero.json").read_text())["gpt_config"]
+    exported = json.loads((Path(summary["export_dir"]) / "assets.extra" / "fromzero.json").read_text())
+    assert exported["gpt_config"] == base and exported["init_from"] == summary["init_from"]
+    if finetune == "lora":
+        # tiny GPT: 2 blocks, width 32, 2 heads of 16; rank 8 on query and value: A [32, 2, 8], B [8, 16].
+        assert summary["trainable_parameters"] == 2 * 2 * (32 * 2 * 8 + 8 * 16)
+        assert Path(summary["adapter"]).is_file()
+        assert not [variable for variable in tf.saved_model.load(summary["export_dir"]).variables if "lora" in variable.name]
+    else:
+        assert summary["trainable_parameters"] == summary["total_parameters"]
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--finetune", "lora"], ["--finetune lora adapts a trained GPT", "--init-from"]),
+        (["--init-from", "BERT"], ["is not a GPT export of this project"]),
+        (["--init-from", "missing/gpt"], ["missing/gpt is not a GPT export"]),
+        (["--init-from", "GPT", "--seq-len", "64"], ["--seq-len 64 is longer than the 32 tokens"]),
+    ],
+)
+def test_bad_gpt_adaptation_flags_are_one_error_line(flags, expected, trained_gpt, trained_bert, review_text, tmp_path):
+    exports = {"BERT": trained_bert[0].export_dir, "GPT": trained_gpt.export_dir}
+    result = run_in_process("app.train", *gpt_flags(review_text, tmp_path, *[exports.get(flag, flag) for flag in flags]))
+    assert_one_line_error(result, *expected)
+    assert not (tmp_path / "out").exists() and not list((tmp_path / "runs").glob("gpt/*"))
