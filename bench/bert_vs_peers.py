@@ -108,18 +108,24 @@ def keras_hub_peer(workdir, train_samples: int) -> dict:
 
 
 def huggingface_peer(workdir, train_samples: int, precision: str, versions: dict) -> dict:
-    """Run bench/hf_peer.py in the peer venv on the same sentences; its figures come back as JSON."""
-    from app.common.paths import MINILM_CHECKPOINT
-
+    """Run bench/hf_peer.py in the peer venv on the same sentences."""
     train_texts, train_labels, dev_texts, dev_labels = sst2(train_samples)
-    workdir.mkdir(parents=True, exist_ok=True)
-    data = workdir / "sentences.json"
-    data.write_text(json.dumps({
+    return run_hf_peer(workdir, {
         "train_texts": train_texts, "train_labels": train_labels.tolist(), "dev_texts": dev_texts,
         "dev_labels": dev_labels.tolist(), "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH,
         "learning_rate": LEARNING_RATE, "seed": SEED,
-    }))
-    command = [str(PEER_VENV / "bin" / "python"), str(REPO_ROOT / "bench" / "hf_peer.py"), "--data", str(data),
+    }, precision, versions)
+
+
+def run_hf_peer(workdir: Path, data: dict, precision: str, versions: dict) -> dict:
+    """bench/hf_peer.py in the peer venv on ``data`` (the sentences and settings, handed over as JSON);
+    its figures come back as its last line, the library versions go into ``versions``."""
+    from app.common.paths import MINILM_CHECKPOINT
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    data_file = workdir / "sentences.json"
+    data_file.write_text(json.dumps(data))
+    command = [str(PEER_VENV / "bin" / "python"), str(REPO_ROOT / "bench" / "hf_peer.py"), "--data", str(data_file),
                "--model", str(MINILM_CHECKPOINT), "--precision", precision]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     if done.returncode != 0:

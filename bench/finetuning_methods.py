@@ -22,12 +22,11 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from bert_vs_peers import PEER_VENV, sst2
-from common import REPO_ROOT, alternate
+from bert_vs_peers import PEER_VENV, run_hf_peer, sst2
+from common import alternate
 
 SEED, BATCH_SIZE, EPOCHS, MAX_LENGTH, WARMUP = 0, 16, 2, 64, 0.1
 FULL_LEARNING_RATE, SMALL_LEARNING_RATE = 5e-5, 1e-3
@@ -68,11 +67,10 @@ def int8_base_task():
         def lora_encoder(self):
             from models.bert.encoder import backbone_from_hub, build_encoder_model
             from models.hub_layer import resolve_handle
-            from models.lora import LoraConfig, enable_lora
 
             encoder = build_encoder_model(backbone_from_hub(resolve_handle(self.encoder)), model_name="encoder")
             encoder.quantize("int8")
-            enable_lora(encoder, LoraConfig(self.lora_rank, self.lora_alpha, self.lora_targets))
+            self.add_lora(encoder)
             return encoder
 
     return Int8Base
@@ -80,23 +78,12 @@ def int8_base_task():
 
 def huggingface_peft(workdir: Path, train_samples: int, precision: str, versions: dict) -> dict:
     """bench/hf_peer.py with PEFT's LoRA (rank 8 on query/value) in the peer venv, on the same sentences."""
-    from app.common.paths import MINILM_CHECKPOINT
-
     train_texts, train_labels, dev_texts, dev_labels = sst2(train_samples)
-    workdir.mkdir(parents=True, exist_ok=True)
-    data = workdir / "sentences.json"
-    data.write_text(json.dumps({
+    figures = run_hf_peer(workdir, {
         "train_texts": train_texts, "train_labels": train_labels.tolist(), "dev_texts": dev_texts, "dev_labels": dev_labels.tolist(),
         "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "learning_rate": SMALL_LEARNING_RATE, "seed": SEED, "epochs": EPOCHS,
         "warmup_fraction": WARMUP, "lora": {"rank": 8, "alpha": 8, "targets": ["query", "value"]},
-    }))
-    command = [str(PEER_VENV / "bin" / "python"), str(REPO_ROOT / "bench" / "hf_peer.py"), "--data", str(data),
-               "--model", str(MINILM_CHECKPOINT), "--precision", precision]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-    if done.returncode != 0:
-        sys.exit(f"error: the Hugging Face side failed:\n{done.stderr[-2000:]}")
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
-    versions.update({key: figures.pop(key) for key in ("torch", "transformers", "torch_threads")})
+    }, precision, versions)
     figures.pop("inference_samples_per_s")
     return figures
 

@@ -26,7 +26,6 @@ from models.bert.classifier import BertClassifierConfig, build_bert_classifier, 
 from models.bert.encoder import backbone_from_hub, build_encoder_model, has_keras_form
 from models.bert.preprocessor import BERT_INPUTS
 from models.hub_layer import resolve_handle
-from models.lora import enable_lora
 
 FINETUNE_METHODS = ("full", "lora", "frozen")
 
@@ -169,10 +168,7 @@ class BertTask(LoraOptions, Task):
     def lora_encoder(self) -> keras.Model:
         """The encoder as Keras layers, frozen, with LoRA updates on ``lora_targets``."""
         encoder = build_encoder_model(backbone_from_hub(resolve_handle(self.encoder)), model_name="encoder")
-        try:
-            enable_lora(encoder, self.lora_config())
-        except ValueError as error:
-            raise UsageError(f"--finetune lora: {error}") from None
+        self.add_lora(encoder)
         return encoder
 
     def run_facts(self) -> dict:

@@ -6,8 +6,9 @@ import argparse
 from dataclasses import dataclass
 
 from app.common.cli import positive_float, positive_int
+from app.common.errors import UsageError
 from app.tasks.base import option
-from models.lora import LORA_TARGETS, LoraConfig
+from models.lora import LORA_TARGETS, LoraConfig, enable_lora
 
 
 def lora_targets(text: str) -> tuple[str, ...]:
@@ -28,8 +29,12 @@ class LoraOptions:
         ("query", "value"), f"comma-separated layers given LoRA updates, of: {', '.join(LORA_TARGETS)}", type=lora_targets
     )
 
-    def lora_config(self) -> LoraConfig:
-        return LoraConfig(self.lora_rank, self.lora_alpha, self.lora_targets)
+    def add_lora(self, model) -> None:
+        """Freeze ``model`` and add these LoRA updates to it; a rank or target it cannot take is a usage error."""
+        try:
+            enable_lora(model, LoraConfig(self.lora_rank, self.lora_alpha, self.lora_targets))
+        except ValueError as error:
+            raise UsageError(f"--finetune lora: {error}") from None
 
     def lora_facts(self) -> dict:
         """The LoRA settings as the run's JSON line reports them."""

@@ -23,7 +23,6 @@ from app.tasks.finetuning import LoraOptions
 from app.tasks.lm import NextTokenTask, TextData
 from models.decoding import IncrementalDecoder
 from models.gpt import PRESETS, GptConfig, build_gpt, gpt_decoder
-from models.lora import enable_lora
 from models.saved_weights import copy_saved_weights
 
 WARMUP_STEPS = 100
@@ -120,10 +119,7 @@ class GptTask(LoraOptions, NextTokenTask):
             except ValueError as error:
                 raise UsageError(f"--init-from: {error}") from None
         if self.finetune == "lora":
-            try:
-                enable_lora(model, self.lora_config())
-            except ValueError as error:
-                raise UsageError(f"--finetune lora: {error}") from None
+            self.add_lora(model)
         return model
 
     def run_facts(self) -> dict:
