@@ -59,12 +59,22 @@ def alternate(sides: dict[str, Callable[[Path], dict]], rounds: int) -> dict[str
                 figures.setdefault("peak_rss_mb", peak_memory_mb())  # a side in a child process reports its own
                 print(f"round {round_index + 1} {name}: {figures}", file=sys.stderr, flush=True)
                 results[name].append(figures)
+    return summarize(results)
+
+
+def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
+    """Each side's rounds as one row: the median of each number, the maximum of memory, and a value
+    that is not a number (a precision's name, None) as the first round gave it."""
     summary = {}
     for name, runs in results.items():
-        summary[name] = {
-            key: (max if key == "peak_rss_mb" else statistics.median)(run[key] for run in runs)
-            for key in runs[0]
-        }
+        row = {}
+        for key in runs[0]:
+            values = [run[key] for run in runs]
+            if all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
+                row[key] = (max if key == "peak_rss_mb" else statistics.median)(values)
+            else:
+                row[key] = values[0]
+        summary[name] = row
     return summary
 
 

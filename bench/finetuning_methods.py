@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from bert_vs_peers import PEER_VENV, run_hf_peer, sst2
@@ -37,6 +39,13 @@ def folder_bytes(folder: Path) -> int:
 
 
 def project(workdir: Path, train_samples: int, finetune: str, rank: int = 8, int8_base: bool = False) -> dict:
+    """One project side in a process of its own: in one process, each side's peak memory would include
+    what the sides before it left behind (its own figure is the trainer's ``peak_rss_mb``)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as process:
+        return process.submit(train_side, workdir, train_samples, finetune, rank, int8_base).result()
+
+
+def train_side(workdir: Path, train_samples: int, finetune: str, rank: int, int8_base: bool) -> dict:
     from app.tasks import BertTask
     from app.training.trainer import TrainConfig, train
 
@@ -55,6 +64,7 @@ def project(workdir: Path, train_samples: int, finetune: str, rank: int = 8, int
         "export_mb": round(folder_bytes(Path(summary["export_dir"])) / 1e6, 1),
         "adapter_kb": round(summary["adapter_bytes"] / 1e3, 1) if "adapter_bytes" in summary else None,
         "precision": summary["precision"],
+        "peak_rss_mb": summary["peak_rss_mb"],
     }
 
 

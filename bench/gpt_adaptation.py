@@ -7,7 +7,7 @@ repository). The Shakespeare GPT is ``--init-from`` (an export of ``python -m ap
 none is given, one trained here with the task's defaults first. Each side trains for ``--minutes``
 (``--max-minutes``: the best epoch so far is scored), alternating over ``--rounds``.
 
-    python bench/gpt_adaptation.py [--init-from saved_models/gpt] [--minutes 3] [--rounds 1]
+    python bench/gpt_adaptation.py [--init-from saved_models/gpt | --shakespeare-minutes 4] [--minutes 3] [--rounds 1]
 
 The adapted sides keep the Shakespeare vocabulary: characters outside it become its out-of-vocabulary
 id (their share is printed); the side from zero builds its vocabulary from the reviews. Prints the CPU
@@ -37,12 +37,15 @@ def reviews_text(folder: Path, sentences: int) -> Path:
     return path
 
 
-def shakespeare_gpt(folder: Path) -> str:
+def shakespeare_gpt(folder: Path, minutes: float | None) -> str:
     from app.tasks import GptTask
     from app.training.trainer import TrainConfig, train
 
-    print("no --init-from: training the default GPT on Tiny Shakespeare first", flush=True)
-    return train(GptTask(), TrainConfig(out=str(folder / "saved"), runs_dir=str(folder / "runs"), quiet=True)).summary["export_dir"]
+    print(f"no --init-from: training the default GPT on Tiny Shakespeare first ({minutes or 'its default'} minutes)", flush=True)
+    config = TrainConfig(out=str(folder / "saved"), runs_dir=str(folder / "runs"), quiet=True, max_minutes=minutes)
+    summary = train(GptTask(), config).summary
+    print(f"Shakespeare GPT: validation loss {summary['metrics']['validation_loss']:.3f} after {summary['epochs_trained']} epochs", flush=True)
+    return summary["export_dir"]
 
 
 def adapt(workdir: Path, text: Path, minutes: float, init_from: str | None, finetune: str) -> dict:
@@ -69,6 +72,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--init-from", help="the Shakespeare GPT export (default: train one first)")
+    parser.add_argument("--shakespeare-minutes", type=float, help="without --init-from: stop the Shakespeare GPT's training after this long")
     parser.add_argument("--minutes", type=float, default=3.0, help="training minutes of every side")
     parser.add_argument("--sentences", type=int, default=10_000, help="SST-2 training sentences in the new text")
     parser.add_argument("--rounds", type=int, default=1)
@@ -76,7 +80,7 @@ def main() -> None:
     print(f"CPU: {devices.cpu_model()}, {os.cpu_count()} cores", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         text = reviews_text(Path(scratch), args.sentences)
-        init_from = args.init_from or shakespeare_gpt(Path(scratch) / "shakespeare")
+        init_from = args.init_from or shakespeare_gpt(Path(scratch) / "shakespeare", args.shakespeare_minutes)
         sides = {
             "from_zero": lambda workdir: adapt(workdir, text, args.minutes, None, "full"),
             "from_shakespeare_full": lambda workdir: adapt(workdir, text, args.minutes, init_from, "full"),

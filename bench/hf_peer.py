@@ -23,6 +23,15 @@ import resource
 import time
 
 
+def peak_rss_mb() -> float:
+    """This process's peak memory: VmHWM (``ru_maxrss`` would include the parent's, inherited at the start)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(round(int(line.split()[1]) / 1024, 1) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="JSON: train_texts, train_labels, dev_texts, dev_labels, settings")
@@ -99,7 +108,7 @@ def main() -> None:
         "total_parameters": sum(parameter.numel() for parameter in model.parameters()),
         "inference_samples_per_s": len(data["dev_texts"]) / inference_seconds,
         "dev_accuracy": float(np.mean(np.concatenate(predictions) == np.array(data["dev_labels"]))),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),

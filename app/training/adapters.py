@@ -28,7 +28,14 @@ def parameter_counts(model: keras.Model) -> tuple[int, int]:
 
 
 def peak_rss_mb() -> float:
-    """The most memory this process has held so far (Linux reports kilobytes)."""
+    """The most memory this process has held so far: Linux's VmHWM (``ru_maxrss`` elsewhere, which on
+    Linux a started process inherits from its parent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 

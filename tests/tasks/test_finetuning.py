@@ -75,21 +75,6 @@ def test_the_lora_export_is_merged_and_served_like_a_full_fine_tune(trained_bert
     assert [row["class_ids"] for row in answer["predictions"]] == exported[:4].tolist()
 
 
-def test_frozen_trains_the_head_alone(tiny_hub, small_sst2, tmp_path):
-    result = run_in_process(
-        "app.train", "bert", "--finetune", "frozen", "--encoder", str(tiny_hub / "encoder"), "--preprocessor", str(tiny_hub / "preprocessor"),
-        "--train-file", str(small_sst2 / "train.tsv"), "--validation-file", str(small_sst2 / "dev.tsv"), "--epochs", "1",
-        "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"), "--quiet",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = last_json_line(result.stdout)
-    assert summary["finetune"] == "frozen" and summary["trainable_parameters"] == 32 * 2 + 2
-    assert "adapter" not in summary
-    exported = {variable.name: variable.numpy() for variable in tf.saved_model.load(summary["export_dir"]).variables}
-    for variable in tf.saved_model.load(str(tiny_hub / "encoder")).variables:
-        np.testing.assert_array_equal(exported[variable.name], variable.numpy(), err_msg=variable.name)
-
-
 def test_a_resumed_lora_run_keeps_its_factors(trained_bert_lora, tmp_path):
     """Keras saves a LoRA layer merged and zeroes its factors on load; the backup puts them back."""
     import keras
@@ -161,12 +146,18 @@ def test_bad_finetuning_flags_are_one_error_line_and_write_nothing(flags, expect
     assert not (tmp_path / "out").exists() and not list((tmp_path / "runs").glob("bert/*"))
 
 
-def test_lora_on_a_plain_tf_hub_encoder_says_what_to_pass_instead(plain_hub, small_sst2, tmp_path):
+def test_lora_needs_a_keras_form_and_frozen_trains_the_head_alone(plain_hub, small_sst2, tmp_path):
     result = run_in_process("app.train", *bert_flags(plain_hub, small_sst2, tmp_path), "--finetune", "lora")
     assert_one_line_error(result, "plain TF-Hub SavedModel", "python -m app.export_hub", "--finetune full or frozen")
+
     frozen = run_in_process("app.train", *bert_flags(plain_hub, small_sst2, tmp_path), "--finetune", "frozen", "--quiet")
     assert frozen.returncode == 0, frozen.stderr[-3000:]
-    assert json.loads(frozen.stdout.strip().splitlines()[-1])["finetune"] == "frozen"
+    summary = last_json_line(frozen.stdout)
+    assert summary["finetune"] == "frozen" and summary["trainable_parameters"] == 32 * 2 + 2  # the [32, 2] head
+    assert "adapter" not in summary
+    exported = {variable.name: variable.numpy() for variable in tf.saved_model.load(summary["export_dir"]).variables}
+    for variable in tf.saved_model.load(str(plain_hub / "encoder")).variables:
+        np.testing.assert_array_equal(exported[variable.name], variable.numpy(), err_msg=variable.name)
 
 
 # ---- a GPT adapted to a new text (--init-from) -----------------------------------------------------
@@ -199,23 +190,20 @@ def test_a_gpt_starts_from_its_export_on_a_new_text(trained_gpt, review_text):
     np.testing.assert_allclose(model(token_ids).numpy(), served, atol=1e-5)
 
 
-@pytest.mark.parametrize("finetune", ["full", "lora"])
-def test_app_train_gpt_init_from_adapts_and_exports(finetune, trained_gpt, review_text, tmp_path):
-    result = run_in_process("app.train", *gpt_flags(review_text, tmp_path, "--init-from", trained_gpt.export_dir, "--finetune", finetune, "--quiet"))
+def test_app_train_gpt_init_from_adapts_with_lora_and_exports(trained_gpt, review_text, tmp_path):
+    """(--finetune full differs only in what trains: `test_a_gpt_starts_from_its_export_on_a_new_text`.)"""
+    result = run_in_process("app.train", *gpt_flags(review_text, tmp_path, "--init-from", trained_gpt.export_dir, "--finetune", "lora", "--quiet"))
     assert result.returncode == 0, result.stderr[-3000:]
     summary = last_json_line(result.stdout)
-    assert summary["init_from"] == str(Path(trained_gpt.export_dir)) and summary["finetune"] == finetune
+    assert summary["init_from"] == str(Path(trained_gpt.export_dir)) and summary["finetune"] == "lora"
     assert summary["metrics"]["out_of_vocabulary_share"] > 0
     base = json.loads((Path(trained_gpt.export_dir) / "assets.extra" / "fromzero.json").read_text())["gpt_config"]
     exported = json.loads((Path(summary["export_dir"]) / "assets.extra" / "fromzero.json").read_text())
     assert exported["gpt_config"] == base and exported["init_from"] == summary["init_from"]
-    if finetune == "lora":
-        # tiny GPT: 2 blocks, width 32, 2 heads of 16; rank 8 on query and value: A [32, 2, 8], B [8, 16].
-        assert summary["trainable_parameters"] == 2 * 2 * (32 * 2 * 8 + 8 * 16)
-        assert Path(summary["adapter"]).is_file()
-        assert not [variable for variable in tf.saved_model.load(summary["export_dir"]).variables if "lora" in variable.name]
-    else:
-        assert summary["trainable_parameters"] == summary["total_parameters"]
+    # tiny GPT: 2 blocks, width 32, 2 heads of 16; rank 8 on query and value: A [32, 2, 8], B [8, 16].
+    assert summary["trainable_parameters"] == 2 * 2 * (32 * 2 * 8 + 8 * 16)
+    assert Path(summary["adapter"]).is_file()
+    assert not [variable for variable in tf.saved_model.load(summary["export_dir"]).variables if "lora" in variable.name]
 
 
 @pytest.mark.parametrize(
