@@ -222,7 +222,8 @@ def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cl
     run_dir = resumed_run or run_directory(config.runs_dir, task.name, resume=False)
     trainable_parameters, total_parameters = parameter_counts(model)
     say(f"parameters: {trainable_parameters:,} trainable of {total_parameters:,} ({trainable_parameters / total_parameters:.2%})")
-    backup = LoraBackupAndRestore if lora_layers(model) else keras.callbacks.BackupAndRestore
+    has_lora = bool(lora_layers(model))
+    backup = LoraBackupAndRestore if has_lora else keras.callbacks.BackupAndRestore
     if not config.quiet and not (cluster and not cluster.is_chief):
         model.summary()
 
@@ -273,10 +274,10 @@ def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cl
     say(f"{data.evaluation_split} metrics: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
     curves = plot_training_curves(run_dir / HISTORY_FILE, run_dir / "training_curves.png", f"{task.name} training")
     # LoRA: the updates are merged into their kernels for serving, and kept alone as an adapter.
-    export_dir = task.export(merged_copy(model) if lora_layers(model) else model, data, config.out)
+    export_dir = task.export(merged_copy(model) if has_lora else model, data, config.out)
     say(f"exported SavedModel to {export_dir}; training curves in {curves}")
     facts = task.run_facts()
-    if lora_layers(model):
+    if has_lora:
         adapter = run_dir / ADAPTER_FILE
         facts.update(adapter=str(adapter), adapter_bytes=save_adapter(model, adapter, {"model": task.name, **facts}))
         say(f"adapter: {adapter} ({facts['adapter_bytes'] / 1e3:,.0f} KB)")
