@@ -1,31 +1,27 @@
-"""Ray Train: two workers of the project's trainer. Ray's `TensorflowTrainer` sets TF_CONFIG in each
-worker before calling `train_loop_per_worker`, so the trainer picks MultiWorkerMirroredStrategy itself.
+"""Ray Train from your own script: what `python -m app.launch --engine ray` does, for users who drive
+Ray themselves (their own ray.init, RunConfig storage, several jobs from one driver).
 
-    pip install "ray[train]"          # not a project dependency
-    python deploy/ray_train.py        # from the repository's root, on a Ray cluster whose nodes share /shared
+    python deploy/ray_train.py                          # a local Ray cluster with this machine's CPUs
+    RAY_ADDRESS=head-node:6379 python deploy/ray_train.py   # a running cluster (`ray start --head` on it)
+
+Each of the WORKERS Ray workers (one CPU each) runs COMMAND with the TF_CONFIG Ray sets; Ray restarts
+the whole group up to MAX_FAILURES times after a worker dies, and the restarted workers continue with
+--resume. On a cluster of several machines, every node needs this repository and its virtual
+environment at the same path, and the data and runs folders on a shared file system (NFS, say).
 """
 
+import json
+import sys
+
 import ray
-from ray.train import RunConfig, ScalingConfig
-from ray.train.tensorflow import TensorflowTrainer
 
+from app.launchers.ray import tensorflow_trainer
 
-def train_loop_per_worker(config: dict) -> None:
-    from ray import train as ray_train
-
-    from app.tasks import MnistTask
-    from app.training.trainer import TrainConfig, train
-
-    summary = train(MnistTask(), TrainConfig(**config)).summary
-    ray_train.report({name: value for name, value in summary["metrics"].items()})
-
+WORKERS = 2  # fits one 2-core machine; more workers need more CPUs in the cluster
+MAX_FAILURES = 1
+COMMAND = [sys.executable, "-m", "app.train", "mnist", "--runs-dir", "runs", "--out", "saved_models", "--batch-size", "32"]
 
 if __name__ == "__main__":
-    ray.init(runtime_env={"working_dir": "."})  # ships the repository (run from its root) to every worker
-    trainer = TensorflowTrainer(
-        train_loop_per_worker,
-        train_loop_config={"data_dir": "/shared/data", "runs_dir": "/shared/runs", "out": "/shared/saved_models", "batch_size": 32},
-        scaling_config=ScalingConfig(num_workers=2, use_gpu=False, resources_per_worker={"CPU": 2}),
-        run_config=RunConfig(name="fromzero-mnist", storage_path="/shared/ray_results"),
-    )
-    print(trainer.fit().metrics)
+    ray.init()  # joins RAY_ADDRESS if set, else starts a local cluster
+    result = tensorflow_trainer(COMMAND, WORKERS, max_failures=MAX_FAILURES).fit()
+    print(json.dumps(result.metrics["result"]))  # the chief's JSON line

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.builds import CORPUS_LINES, VOCAB_SIZE, build_once, train_once
 from tests.support.paths import MINILM, SHARED_DATA
+from tests.support.slurm import slurm_cluster  # noqa: F401 (a fixture: a one-node Slurm cluster)
 
 os.environ["FROMZERO_OFFLINE"] = "1"  # tests never touch the network
 os.environ.pop("FROMZERO_DATA", None)
@@ -165,7 +166,9 @@ def pretrained_tiny(small_vocab, small_corpus, shared_builds):
 LONGEST_FIRST = (
     "tests/notebooks/test_04_serving.py",  # also runs notebooks 1-3, where no worker has yet
     "tests/serving/test_serving.py",
+    "tests/training/test_ray.py",
     "tests/training/test_multi_worker.py",
+    "tests/training/test_slurm.py",
     "tests/tasks/test_distillation.py",
     "tests/tasks/test_finetuning.py",
     "tests/notebooks/test_07_distillation_and_compression.py",

@@ -1,7 +1,7 @@
 """Training on several machines: who is in the cluster (``TF_CONFIG``) and what each worker writes.
 
-Every worker runs the same ``python -m app.train ...`` with its own ``TF_CONFIG`` (set by Kubeflow's
-TFJob, a Slurm script, Ray Train, or ``python -m app.launch`` on one host)::
+Every worker runs the same ``python -m app.train ...`` with its own ``TF_CONFIG`` (set by
+``python -m app.launch``, Ray Train, a Kubernetes job's pods, or built from Slurm's variables)::
 
     {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}
 
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from app.common.errors import UsageError
 from app.training.runs import BACKUP_DIR, run_directory
+from app.training.slurm import tf_config_from_slurm
 
 ROLES = ("chief", "worker")
 EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
@@ -49,10 +50,13 @@ class Cluster:
 
 
 def cluster_from_environment(environ=os.environ) -> Cluster | None:
-    """The cluster ``TF_CONFIG`` describes, or None when it is unset or names a single task.
+    """The cluster ``TF_CONFIG`` describes, or None when it is unset or names a single task. Unset in
+    ``os.environ`` inside an srun step of several tasks, it is set from Slurm's variables (app.training.slurm).
 
     A malformed ``TF_CONFIG`` is one clear error here, before TensorFlow would hang or fail deep inside."""
     text = environ.get("TF_CONFIG", "").strip()
+    if not text and environ is os.environ and (text := tf_config_from_slurm() or ""):
+        os.environ["TF_CONFIG"] = text  # one task of an srun step: where MultiWorkerMirroredStrategy reads it
     if not text:
         return None
     try:

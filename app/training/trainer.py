@@ -220,6 +220,8 @@ def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cl
     say(devices.describe(model.jit_compile, choice.precision, strategy))
     # Created once the model is built: flags that fail at build time leave no empty run folder.
     run_dir = resumed_run or run_directory(config.runs_dir, task.name, resume=False)
+    # Unfinished from the start: a job killed in its first epoch (a worker lost, Ray restarting them) resumes too.
+    (run_dir / BACKUP_DIR).mkdir(exist_ok=True)
     trainable_parameters, total_parameters = parameter_counts(model)
     say(f"parameters: {trainable_parameters:,} trainable of {total_parameters:,} ({trainable_parameters / total_parameters:.2%})")
     has_lora = bool(lora_layers(model))

@@ -2,35 +2,50 @@
 
 from __future__ import annotations
 
-import ast
 import re
+import runpy
 import subprocess
+import sys
 
 import yaml
 
-from app.training.cluster import cluster_from_environment
+from app.launchers.ray import tensorflow_trainer
 from app.train import build_parser
-from app.training.trainer import TrainConfig
+from app.training.cluster import cluster_from_environment
 from tests.support.paths import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
 
 
-def test_the_kubeflow_tfjob_runs_two_workers_of_a_valid_training_command():
-    job = yaml.safe_load((DEPLOY / "tfjob.yaml").read_text())
-    assert job["apiVersion"] == "kubeflow.org/v1" and job["kind"] == "TFJob"
-    workers = job["spec"]["tfReplicaSpecs"]["Worker"]
-    assert workers["replicas"] == 2
-    pod = workers["template"]["spec"]
+def test_the_kubernetes_indexed_job_gives_each_worker_its_tf_config_and_a_valid_command():
+    service, job = yaml.safe_load_all((DEPLOY / "kubernetes" / "train-job.yaml").read_text())
+    assert (service["apiVersion"], service["kind"], service["spec"]["clusterIP"]) == ("v1", "Service", "None")  # headless
+    assert job["apiVersion"] == "batch/v1" and job["kind"] == "Job"
+    spec, job_name, service_name = job["spec"], job["metadata"]["name"], service["metadata"]["name"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 2
+    assert service["spec"]["selector"] == {"job-name": job_name}
+    pod = spec["template"]["spec"]
+    assert pod["subdomain"] == service_name  # each pod's DNS name: <job>-<index>.<service>
     (container,) = pod["containers"]
-    assert container["name"] == "tensorflow"  # the Training Operator finds the container by this name
-    command = container["command"]
+    command = container["args"]
     assert command[:3] == ["python", "-m", "app.train"]
     args = build_parser().parse_args(command[3:])
     # Data and the runs folder (backups for --resume) live on the volume every worker mounts.
     mount = container["volumeMounts"][0]["mountPath"]
     assert args.data_dir.startswith(mount) and args.runs_dir.startswith(mount)
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    # The script that sets TF_CONFIG, run as pod 1 runs it, with `printenv TF_CONFIG` instead of training.
+    variables = {variable["name"]: variable["value"] for variable in container["env"]}
+    shell, flag, script, zeroth = container["command"]
+    assert not re.search(r"\$\$|\$\((%s)\)" % "|".join(variables), script)  # nothing Kubernetes would expand first
+    settings = [f"{name}={value}" for name, value in {**variables, "JOB_COMPLETION_INDEX": "1"}.items()]
+    run = subprocess.run(["env", *settings, shell, flag, script, zeroth, "printenv", "TF_CONFIG"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    cluster = cluster_from_environment({"TF_CONFIG": run.stdout})
+    assert cluster.num_workers == 2 and cluster.worker_id == 1
+    port = service["spec"]["ports"][0]["port"]
+    assert container["ports"][0]["containerPort"] == port
+    assert cluster.addresses == tuple(f"{job_name}-{index}.{service_name}:{port}" for index in range(2))
 
 
 def test_the_two_hosts_script_sets_tf_config_and_runs_a_valid_command():
@@ -44,11 +59,9 @@ def test_the_two_hosts_script_sets_tf_config_and_runs_a_valid_command():
     assert build_parser().parse_args(command).runs_dir.startswith("/shared")
 
 
-def test_the_ray_example_gives_the_trainer_a_valid_config_on_two_workers():
-    tree = ast.parse((DEPLOY / "ray_train.py").read_text())
-    calls = {node.func.id if isinstance(node.func, ast.Name) else node.func.attr: node for node in ast.walk(tree) if isinstance(node, ast.Call)}
-    keywords = {keyword.arg: keyword.value for keyword in calls["TensorflowTrainer"].keywords}
-    config = ast.literal_eval(keywords["train_loop_config"])
-    TrainConfig(**config)  # every key is a trainer setting
-    scaling = {keyword.arg: ast.literal_eval(keyword.value) for keyword in calls["ScalingConfig"].keywords}
-    assert scaling["num_workers"] == 2
+def test_the_ray_example_runs_a_valid_training_command_on_two_workers():
+    example = runpy.run_path(str(DEPLOY / "ray_train.py"))  # not as __main__: nothing starts
+    command = example["COMMAND"]
+    assert command[:3] == [sys.executable, "-m", "app.train"]
+    build_parser().parse_args(command[3:])
+    assert example["WORKERS"] == 2 and example["tensorflow_trainer"] is tensorflow_trainer  # the engine app.launch uses

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -15,38 +14,20 @@ import time
 import pytest
 
 from app.common.errors import UsageError
+from app.launchers.local import loopback_only_command
 from app.training.cluster import cluster_from_environment
 from tests.support.commands import last_json_line, run_app, run_in_process, start_app
-
-# Without dropout, so that one worker with the global batch computes exactly what two workers do.
-MNIST = ("python", "-m", "app.train", "mnist", "--dropout-rate", "0")
+from tests.support.workers import MNIST, assert_chief_only_outputs, fingerprints, history_epochs
 
 
-def _namespaces_allowed() -> bool:
-    try:
-        return subprocess.run(["unshare", "--user", "--map-root-user", "--net", "ip", "link", "set", "lo", "up"], capture_output=True).returncode == 0
-    except FileNotFoundError:
-        return False
-
-
-# Commands run in a private network namespace whose only interface is loopback, where the OS allows it
-# (unprivileged user namespaces): TensorFlow's worker servers listen on every interface of their port,
-# and only there is 127.0.0.1 all they can be reached on.
-LOOPBACK_ONLY = ["unshare", "--user", "--map-root-user", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"] if _namespaces_allowed() else []
+# app.train run directly with a TF_CONFIG: in a private network namespace whose only interface is
+# loopback, where the OS allows it, as app.launch runs its workers (TensorFlow's worker servers listen
+# on every interface of their port).
+LOOPBACK_ONLY = loopback_only_command([])[0] or []
 
 
 def launch(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    return run_app("app.launch", *args, timeout=timeout, prefix=LOOPBACK_ONLY, env=env)
-
-
-def fingerprints(output: str) -> dict[int, str]:
-    return {int(worker): digest for worker, digest in re.findall(r"worker (\d+) of \d+: weights sha256 (\w+)", output)}
-
-
-def history_epochs(runs: os.PathLike) -> list[int]:
-    (history,) = list((runs / "mnist").glob("*/history.csv"))
-    with history.open() as file:
-        return [int(row["epoch"]) for row in csv.DictReader(file)]
+    return run_app("app.launch", *args, timeout=timeout, env=env)
 
 
 def test_two_workers_train_the_same_model_as_one_worker_with_the_same_global_batch(tmp_path):
@@ -57,9 +38,7 @@ def test_two_workers_train_the_same_model_as_one_worker_with_the_same_global_bat
     result = last_json_line(two.stdout)
     assert result["workers"] == 2 and result["global_batch_size"] == 32 and result["weights_sha256"] == digests[0]
     # The chief alone reports and writes: one JSON line, one export, one run; worker 1's scratch is removed.
-    assert sum(line.lstrip().startswith("{") or line.startswith("[worker 1] {") for line in two.stdout.splitlines()) == 1
-    assert [path.name for path in (tmp_path / "out2" / "mnist").iterdir()] == ["1"]
-    assert len(list((tmp_path / "runs2" / "mnist").iterdir())) == 1
+    assert_chief_only_outputs(two.stdout, tmp_path / "out2", tmp_path / "runs2")
     scratch = re.findall(r"\[worker 1\] .*logs in (\S+)", two.stdout)
     assert scratch and not os.path.exists(scratch[0])
 
@@ -73,7 +52,7 @@ def test_a_killed_worker_stops_the_job_and_resume_continues_from_the_last_finish
     command = ("--", *MNIST, "--max-train-samples", "3000", "--epochs", "2", "--batch-size", "8", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"))
     # A killed worker cannot remove its scratch folder (app.training.cluster.worker_outputs): keep it in tmp_path.
     scratch = {"TMPDIR": str(tmp_path)}
-    job = start_app("app.launch", "--workers", "2", *command, prefix=LOOPBACK_ONLY, env=scratch)
+    job = start_app("app.launch", "--workers", "2", *command, env=scratch)
     pids, killed = {}, False
     for line in job.stdout:
         if match := re.match(r"\[launch\] worker (\d+): pid (\d+)", line):
@@ -181,3 +160,43 @@ def test_a_time_budget_is_refused_with_several_workers():
     tf_config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
     result = run_in_process("app.train", "mnist", "--max-minutes", "1", env={"TF_CONFIG": json.dumps(tf_config)})
     assert result.returncode == 2 and "error: --max-minutes cannot stop several workers" in result.stderr
+
+
+# Worker 0 listens on its TF_CONFIG port on every interface, as TensorFlow's server does; worker 1
+# connects to it (so it does listen), then worker 0 waits a few seconds before exiting.
+LISTENER = """
+import json, os, socket, time
+config = json.loads(os.environ["TF_CONFIG"])
+host, port = config["cluster"]["worker"][0].rsplit(":", 1)
+if config["task"]["index"] == 0:
+    server = socket.create_server(("0.0.0.0", int(port)))
+    print("listening", flush=True)
+    server.accept()
+    print("reached by worker 1", flush=True)
+    time.sleep(5)
+else:
+    for attempt in range(100):
+        try:
+            socket.create_connection((host, int(port))).close()
+            break
+        except ConnectionRefusedError:
+            time.sleep(0.1)
+"""
+
+
+@pytest.mark.parametrize("open_ports", [False, True])
+def test_the_workers_ports_cannot_be_reached_from_the_host_unless_asked(open_ports):
+    if not LOOPBACK_ONLY and not open_ports:
+        pytest.skip("this OS refuses unprivileged network namespaces: app.launch says so and runs the workers in the host's")
+    job = start_app("app.launch", "--workers", "2", *(["--open-ports"] if open_ports else []), "--", "python", "-c", LISTENER)
+    port = None
+    for line in job.stdout:
+        if match := re.match(r"\[launch\] worker 0: pid \d+, 127\.0\.0\.1:(\d+)", line):
+            port = int(match[1])
+        if line.startswith("[worker 0] reached by worker 1"):
+            break
+    with socket.socket() as probe:
+        reachable = probe.connect_ex(("127.0.0.1", port)) == 0
+    stdout, stderr = job.communicate(timeout=30)
+    assert job.returncode == 0, stderr
+    assert reachable == open_ports

@@ -1,0 +1,61 @@
+"""Ray Train as the engine: `python -m app.launch --engine ray` on a real local Ray cluster (started by
+the launcher, in a loopback-only network namespace where the OS allows one), as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+
+from tests.support.commands import assert_one_line_error, last_json_line, run_app, start_app
+from tests.support.workers import MNIST, assert_chief_only_outputs, fingerprints, history_epochs
+
+
+def test_two_ray_workers_train_mnist_like_two_local_ones(tmp_path):
+    job = run_app(
+        "app.launch", "--engine", "ray", "--workers", "2", "--", *MNIST, "--max-train-samples", "1000", "--epochs", "1",
+        "--batch-size", "16", "--quiet", "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"), timeout=400,
+    )
+    assert job.returncode == 0, job.stderr[-2000:]
+    digests = fingerprints(job.stdout)
+    assert set(digests) == {0, 1} and digests[0] == digests[1]
+    result = last_json_line(job.stdout)
+    assert result["workers"] == 2 and result["global_batch_size"] == 32 and result["weights_sha256"] == digests[0]
+    assert_chief_only_outputs(job.stdout, tmp_path / "out", tmp_path / "runs")
+    # Ray Train V2 sets TF_USE_LEGACY_KERAS=1 in its workers; the project's code does not use tf.keras.
+    assert '"TF_USE_LEGACY_KERAS"' not in job.stdout and "Traceback" not in job.stdout
+
+
+def test_ray_restarts_the_workers_after_one_is_killed_and_training_continues_from_the_last_epoch(tmp_path):
+    job = start_app(
+        "app.launch", "--engine", "ray", "--workers", "2", "--max-failures", "1", "--", *MNIST, "--max-train-samples", "1500",
+        "--epochs", "2", "--batch-size", "8", "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs"),
+        # A killed worker cannot remove its scratch folder: keep it in tmp_path (and Ray's sockets, whose paths are short, in /tmp).
+        env={"TMPDIR": str(tmp_path), "RAY_TMPDIR": "/tmp"},
+    )
+    pids, killed, lines = {}, False, []
+    for line in job.stdout:
+        lines.append(line)
+        if match := re.match(r"\[launch\] worker (\d+): pid (\d+)", line):
+            pids[int(match[1])] = int(match[2])
+        if line.startswith("[worker 1] Epoch 2/2") and not killed:
+            os.kill(pids[1], signal.SIGKILL)
+            killed = True
+    stderr = job.communicate(timeout=400)[1]
+    stdout = "".join(lines)
+    assert killed and job.returncode == 0, stderr[-2000:]
+    assert "[launch] worker 1: was killed by SIGKILL" in stdout and "with --resume (restarted by Ray)" in stdout
+    assert history_epochs(tmp_path / "runs") == [0, 1]  # epoch 1 not repeated, epoch 2 once
+    assert last_json_line(stdout)["epochs_trained"] == 1  # the restarted group trained epoch 2 only
+    assert len(set(fingerprints(stdout).values())) == 1
+
+
+def test_bad_ray_requests_are_one_line_without_a_hang():
+    unknown = run_app("app.launch", "--engine", "spark", "--", "python", "-c", "pass")
+    assert_one_line_error(unknown, "--engine", "invalid choice")
+    too_many = run_app("app.launch", "--engine", "ray", "--workers", str(os.cpu_count() + 1), "--", "python", "-c", "pass", timeout=60)
+    assert_one_line_error(too_many, "cannot place", f"--workers {os.cpu_count()}")
+    absent = run_app("app.launch", "--engine", "ray", "--address", "127.0.0.1:1", "--connect-timeout", "5", "--", "python", "-c", "pass", timeout=60)
+    assert_one_line_error(absent, "no Ray cluster answers at 127.0.0.1:1")
+    local_only = run_app("app.launch", "--address", "127.0.0.1:1", "--", "python", "-c", "pass")
+    assert_one_line_error(local_only, "--address and --max-failures are for --engine ray")
