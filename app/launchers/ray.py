@@ -119,36 +119,52 @@ def check_request(address: str | None, workers: int, timeout_seconds: float):
 
 
 def connect(address: str | None, workers: int, timeout_seconds: float):
-    """Join the cluster at ``address`` (bounded wait) or start a local one with this machine's CPUs;
-    refuse when it cannot place ``workers`` workers of one CPU each. Ray's native retry and network
-    warnings are dropped: a failure is one line."""
+    """Join the cluster at ``address`` or start a local one with this machine's CPUs, within
+    ``timeout_seconds``; refuse when it cannot place ``workers`` workers of one CPU each. Ray's native
+    retry and network warnings are dropped: a failure is one line."""
     import ray
 
     from app.common.quiet import native_stderr_captured
-    from app.training.cluster import deadline
 
-    failure = None
-    with deadline(timeout_seconds, f"error: no Ray cluster answered at {address} within {timeout_seconds:g} s "
-                                   "(--connect-timeout); start one with `ray start --head` or check the address"):
-        with native_stderr_captured():
-            try:
-                if address:
-                    ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-                else:
-                    ray.init(num_cpus=os.cpu_count(), _node_ip_address="127.0.0.1", include_dashboard=False,
-                             log_to_driver=False, logging_level="ERROR")
-            except Exception as error:  # ConnectionError, Ray's AuthenticationError, RuntimeError
-                failure = error
+    outcome = {}
+
+    def init():  # in a thread: Ray retries an address that does not answer for minutes
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            else:
+                ray.init(num_cpus=os.cpu_count(), _node_ip_address="127.0.0.1", include_dashboard=False,
+                         log_to_driver=False, logging_level="ERROR")
+        except Exception as error:  # ConnectionError, Ray's AuthenticationError, RuntimeError
+            outcome["error"] = error
+
+    with native_stderr_captured():
+        thread = threading.Thread(target=init, daemon=True)
+        thread.start()
+        thread.join(timeout_seconds)
+    where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+    if thread.is_alive():
+        _native_stderr_silenced()
+        raise UsageError(f"{where} did not answer within {timeout_seconds:g} s (--connect-timeout)"
+                         + ("; start one with `ray start --head` or check the address" if address else ""))
+    failure = outcome.get("error")
     if failure is not None and "InvalidAuthToken" in f"{failure!r} {failure.__cause__!r}":
-        raise UsageError(f"the Ray cluster at {address} uses token authentication: set RAY_AUTH_MODE=token "
+        raise UsageError(f"{where} uses token authentication: set RAY_AUTH_MODE=token "
                          "and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token), as on its nodes")
     if failure is not None:
-        reason = (str(failure).strip().splitlines() or [type(failure).__name__])[-1]
-        raise UsageError(f"could not {'join the Ray cluster at ' + address if address else 'start a local Ray cluster'}: {reason}")
+        raise UsageError(f"could not reach {where}: {(str(failure).strip().splitlines() or [type(failure).__name__])[-1]}")
     cpus = int(ray.cluster_resources().get("CPU", 0))
     if workers > cpus:
-        raise UsageError(f"the Ray cluster at {address} has {cpus} CPU(s): it cannot place {workers} workers of one CPU each; "
+        raise UsageError(f"{where} has {cpus} CPU(s): it cannot place {workers} workers of one CPU each; "
                          f"use --workers {cpus} or fewer")
+
+
+def _native_stderr_silenced():
+    """Ray keeps retrying in its thread until this process exits: its native warnings go nowhere, while
+    Python's ``sys.stderr`` (the error line) keeps the original stderr."""
+    sys.stderr.flush()
+    sys.stderr = os.fdopen(os.dup(2), "w")
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 
 
 def launch(command: list[str], workers: int, address: str | None, max_failures: int, connect_timeout: float) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import time
 
 from tests.support.commands import assert_one_line_error, last_json_line, run_app, start_app
 from tests.support.workers import MNIST, assert_chief_only_outputs, fingerprints, history_epochs
@@ -57,5 +59,11 @@ def test_bad_ray_requests_are_one_line_without_a_hang():
     assert_one_line_error(too_many, "cannot place", f"--workers {os.cpu_count()}")
     absent = run_app("app.launch", "--engine", "ray", "--address", "127.0.0.1:1", "--connect-timeout", "5", "--", "python", "-c", "pass", timeout=60)
     assert_one_line_error(absent, "no Ray cluster answers at 127.0.0.1:1")
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never answers like Ray
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        start = time.perf_counter()
+        mute = run_app("app.launch", "--engine", "ray", "--address", address, "--connect-timeout", "5", "--", "python", "-c", "pass", timeout=90)
+    assert_one_line_error(mute, f"the Ray cluster at {address} did not answer within 5 s")
+    assert time.perf_counter() - start < 60
     local_only = run_app("app.launch", "--address", "127.0.0.1:1", "--", "python", "-c", "pass")
     assert_one_line_error(local_only, "--address and --max-failures are for --engine ray")
