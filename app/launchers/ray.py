@@ -29,8 +29,8 @@ PR_SET_PDEATHSIG = 1
 
 def tensorflow_trainer(command: list[str], workers: int, max_failures: int = 0, output=None, storage_path: str | None = None):
     """A configured ``ray.train.tensorflow.TensorflowTrainer`` that runs ``command`` on ``workers``
-    workers; ``.fit()`` runs it and its result's metrics are the chief's JSON result. ``output``: an
-    optional ``ray.util.queue.Queue`` that receives ``(worker, line)`` instead of the workers printing."""
+    workers; ``.fit()`` runs it. The workers print their lines (``[worker i] ...``, the chief's JSON
+    result among them), or put ``(worker, line)`` on ``output``, a ``ray.util.queue.Queue``, if given."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
@@ -61,8 +61,6 @@ class StartCounter:
 
 def run_worker(config: dict):
     """Ray Train's per-worker loop: run the command with Ray's ``TF_CONFIG`` and relay its output."""
-    import json
-
     import ray
     import ray.train
 
@@ -72,22 +70,22 @@ def run_worker(config: dict):
     if restarts and "--resume" not in command:
         command.append("--resume")
     cwd = config["cwd"] if os.path.isdir(config["cwd"]) else None
-    emit = (lambda line: config["output"].put((rank, line))) if config["output"] is not None else (lambda line: print(f"[worker {rank}] {line}", flush=True))
+
+    def emit(line: str):
+        if config["output"] is not None:
+            config["output"].put((rank, line))
+        else:  # Ray forwards a worker's stdout to the driver (Ray Train's patched print() shows lines twice)
+            sys.stdout.write(f"[worker {rank}] {line}\n")
+            sys.stdout.flush()
+
     process = subprocess.Popen(
         command, cwd=cwd, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
         preexec_fn=_die_with_parent,
     )
     emit(f"[launch] pid {process.pid}, {os.environ['TF_CONFIG']}" + (", with --resume (restarted by Ray)" if restarts else ""))
-    result = None
     try:
         for line in process.stdout:
-            line = line.rstrip("\n")
-            emit(line)
-            if rank == 0 and line.startswith("{"):
-                try:
-                    result = json.loads(line)
-                except ValueError:
-                    pass
+            emit(line.rstrip("\n"))
         code = process.wait()
     finally:
         if process.poll() is None:
@@ -95,7 +93,6 @@ def run_worker(config: dict):
     if code != 0:
         emit(f"[launch] {describe_exit(code)}")  # seen by the launcher before Ray restarts the group or gives up
         raise RuntimeError(f"worker {rank} {describe_exit(code)}")
-    ray.train.report({"result": result} if rank == 0 else {})
 
 
 def _die_with_parent():
