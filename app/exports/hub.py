@@ -85,7 +85,13 @@ def build_encoder(
         @tf.function
         def mlm(inputs, training=False):
             outputs = encode({name: inputs[name] for name in BERT_INPUTS}, training=training)
-            return {**outputs, "mlm_logits": masked_lm_head(outputs["sequence_output"], inputs["masked_lm_positions"])}
+            positions = inputs["masked_lm_positions"]
+            logits = masked_lm_head(outputs["sequence_output"], positions)
+            # Traced for any P, the head's Dense loses P in the graph's shape inference; this reshape
+            # restates it from the positions, so a caller with static positions [N, 20] gets logits
+            # [N, 20, vocab] statically, as from the official handle.
+            logits = tf.reshape(logits, tf.concat([tf.shape(positions), [logits.shape[-1]]], axis=0))
+            return {**outputs, "mlm_logits": logits}
 
         mlm_spec = {**spec, "masked_lm_positions": tf.TensorSpec([None, None], tf.int32, name="masked_lm_positions")}
         root.mlm = hub_callable(mlm, mlm_spec, [model, masked_lm_head])

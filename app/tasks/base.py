@@ -55,6 +55,9 @@ class Task(abc.ABC):
     # Whether the model runs a restored SavedModel graph (a TF-Hub encoder), which bf16 reaches only
     # through oneDNN's graph rewrite, not a Keras dtype policy.
     restored_graph: bool = False
+    # The validation metric that early stopping and the best checkpoint (so the exported epoch) follow;
+    # one that ends in "loss" is minimized, any other maximized.
+    monitor: str = "val_loss"
 
     @abc.abstractmethod
     def load_data(self, data_dir: str | None, batch_size: int, seed: int, max_train_samples: int | None) -> TaskData:

@@ -73,6 +73,10 @@ class BertTask(LoraOptions, Task):
     label_column: str = option("label", "column of the integer labels")
     label_names: tuple[str, ...] = option(("negative", "positive"), "comma-separated names of classes 0, 1, ...", type=comma_separated)
     max_seq_length: int = option(128, "word pieces per sentence, at most")
+    monitor: str = option(
+        "val_loss", "the dev metric that early stopping, the best checkpoint and so the exported epoch follow",
+        choices=("val_loss", "val_accuracy"),
+    )
     warmup_fraction: float = 0.1
 
     name = "bert"
@@ -172,7 +176,7 @@ class BertTask(LoraOptions, Task):
         return encoder
 
     def run_facts(self) -> dict:
-        facts = {"finetune": self.finetune}
+        facts = {"finetune": self.finetune, "monitor": self.monitor}
         if self.finetune == "lora":
             facts["lora"] = self.lora_facts()
         return facts

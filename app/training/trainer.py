@@ -231,12 +231,13 @@ def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cl
 
     timer, invalid_loss, interrupt = EpochTimer(), StopOnInvalidLoss(), StopBetweenSteps()
     budget = StopAfterMinutes(config.max_minutes)
+    mode = "min" if task.monitor.endswith("loss") else "max"
     callbacks = [
         interrupt,
         budget,
         backup(str(run_dir / BACKUP_DIR), double_checkpoint=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"), monitor="val_loss", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor=task.monitor, mode=mode, patience=patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoints" / "best.keras"), monitor=task.monitor, mode=mode, save_best_only=True),
         timer,  # before the logger, which then writes its elapsed_seconds
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
         keras.callbacks.TensorBoard(log_dir=str(run_dir), profile_batch=config.profile_steps or 0),

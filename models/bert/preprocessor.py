@@ -2,8 +2,8 @@
 lower-cased as BERT's reference tokenizer) -> packed ``input_word_ids`` / ``input_mask`` / ``input_type_ids``.
 
 `build_preprocessor` is the TF-Hub object itself (``__call__``, ``tokenize``, ``bert_pack_inputs``,
-``get_special_tokens_dict``; `app.exports.hub` saves it); `BertTextPreprocessing` is the Keras layer
-that runs a loaded preprocessor inside a serving model.
+``get_special_tokens_dict``, on the root and, as officially, on ``tokenize``; `app.exports.hub` saves
+it); `BertTextPreprocessing` is the Keras layer that runs a loaded preprocessor inside a serving model.
 """
 
 from __future__ import annotations
@@ -42,6 +42,25 @@ class BertPackInputs(tf.Module):
         return {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}
 
 
+class Tokenize(tf.Module):
+    """The official preprocessor's ``tokenize`` object: called, strings [N] -> word pieces [N, words,
+    pieces]; it also has ``get_special_tokens_dict()``, which code written for that handle may call here."""
+
+    def __init__(self, tokenizer: tf_text.BertTokenizer, lower_case: bool, special_tokens: dict):
+        super().__init__()
+        self.tokenizer, self.lower_case, self.special_tokens = tokenizer, lower_case, special_tokens
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def __call__(self, text):
+        if self.lower_case:
+            text = uncased(text)
+        return self.tokenizer.tokenize(text)
+
+    @tf.function(input_signature=[])
+    def get_special_tokens_dict(self):
+        return {name: tf.constant(value, tf.int32) for name, value in self.special_tokens.items()}
+
+
 def uncased(text: tf.Tensor) -> tf.Tensor:
     """Lower-case and strip accents exactly like BERT's reference BasicTokenizer (lower, NFD, drop marks)."""
     text = tf_text.normalize_utf8(tf.strings.lower(text, encoding="utf-8"), "NFD")
@@ -74,27 +93,16 @@ def build_preprocessor(vocab_file: Path, lower_case: bool, seq_length: int = DEF
             pack.__call__.get_concrete_function([segment] * count, tf.TensorSpec([], tf.int32))
 
     root = tf.Module()
-    root.tokenizer = tokenizer
+    root.tokenize = tokenize = Tokenize(tokenizer, lower_case, special_tokens)
     root.vocab_file = tf.saved_model.Asset(str(vocab_file))
     root.bert_pack_inputs = pack
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def tokenize(text):
-        if lower_case:
-            text = uncased(text)
-        return tokenizer.tokenize(text)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def preprocess(text):
         return pack.__call__([tokenize(text)], seq_length)
 
-    @tf.function(input_signature=[])
-    def get_special_tokens_dict():
-        return {name: tf.constant(value, tf.int32) for name, value in special_tokens.items()}
-
-    root.tokenize = tokenize
     root.__call__ = root.serve = root.serving_default = preprocess
-    root.get_special_tokens_dict = get_special_tokens_dict
+    root.get_special_tokens_dict = tokenize.get_special_tokens_dict
     return root
 
 

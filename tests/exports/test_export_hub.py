@@ -191,6 +191,13 @@ pair = tf.keras.Model(segments, bert_pack_inputs([tokenize(segment) for segment 
 encoder = hub.load(encoder_path)
 mlm_logits = encoder.mlm(dict(pair, masked_lm_positions=tf.constant([[1, 2, 4]])))["mlm_logits"]
 mlm_layer = hub.KerasLayer(encoder.mlm, trainable=True)
+# A fixed number of masked positions stays in the logits' static shape, in Keras and in a tf.function.
+word_inputs = {name: tf.keras.layers.Input(shape=(None,), dtype=tf.int32) for name in pair}
+positions = tf.keras.layers.Input(shape=(20,), dtype=tf.int32)
+keras_mlm_shape = mlm_layer(dict(word_inputs, masked_lm_positions=positions))["mlm_logits"].shape
+static_mlm = tf.function(lambda inputs: encoder.mlm(inputs)["mlm_logits"], input_signature=[
+    dict({name: tf.TensorSpec([None, None], tf.int32) for name in pair}, masked_lm_positions=tf.TensorSpec([None, 20], tf.int32))
+])
 print(json.dumps({
     "keras": type(model).__module__,
     "encoder_trainable_weights": len(encoder_layer.trainable_weights),
@@ -199,7 +206,9 @@ print(json.dumps({
     "pair_type_ids": pair["input_type_ids"][0].numpy().tolist(),
     "mlm_logits_shape": mlm_logits.shape.as_list(),
     "mlm_trainable_weights": len(mlm_layer.trainable_weights),
+    "static_mlm_logits_shapes": [keras_mlm_shape.as_list(), static_mlm.get_concrete_function().output_shapes.as_list()],
     "special_tokens": {name: int(value) for name, value in preprocessor.get_special_tokens_dict().items()},
+    "tokenize_special_tokens": {name: int(value) for name, value in preprocessor.tokenize.get_special_tokens_dict().items()},
     "vocab_file": encoder.vocab_file.asset_path.numpy().decode(),
     "do_lower_case": bool(encoder.do_lower_case.numpy()),
 }))
@@ -217,12 +226,13 @@ def test_official_tfhub_usage_runs_unchanged_under_tf_keras(pretrained_tiny):
     assert report["pair_type_ids"][:8] == [0, 0, 0, 0, 1, 1, 1, 0]
     assert report["mlm_logits_shape"] == [1, 3, len(vocabulary)]
     assert report["mlm_trainable_weights"] > report["encoder_trainable_weights"]
+    assert report["static_mlm_logits_shapes"] == [[None, 20, len(vocabulary)]] * 2
     assert report["special_tokens"] == {
         "vocab_size": len(vocabulary),
         **{name: vocabulary.index(token) for name, token in (
             ("start_of_sequence_id", "[CLS]"), ("end_of_segment_id", "[SEP]"), ("padding_id", "[PAD]"), ("mask_id", "[MASK]")
         )},
-    }
+    } == report["tokenize_special_tokens"]
     assert Path(report["vocab_file"]).read_text(encoding="utf-8").splitlines() == vocabulary
     assert report["do_lower_case"] is True
 

@@ -1,5 +1,5 @@
 """Fine-tuning methods (``--finetune full|lora|frozen``) on the tiny test encoder: what trains, what
-the LoRA export and adapter hold, a resumed LoRA run, and the flags' errors."""
+the LoRA export and adapter hold, a resumed LoRA run, the epoch kept (``--monitor``), and the flags' errors."""
 
 from __future__ import annotations
 
@@ -137,6 +137,7 @@ def plain_hub(tiny_hub, tmp_path_factory) -> Path:
         (["--adapter", "ADAPTER"], ["--adapter", "--finetune lora"]),
         (["--finetune", "lora", "--lora-rank", "2", "--adapter", "ADAPTER"], ["--adapter", "another model", "lora_kernel"]),
         (["--finetune", "lora", "--adapter", "missing.lora.h5"], ["missing.lora.h5 does not exist"]),
+        (["--monitor", "val_f1"], ["--monitor", "invalid choice", "val_accuracy"]),
     ],
 )
 def test_bad_finetuning_flags_are_one_error_line_and_write_nothing(flags, expected, tiny_hub, small_sst2, trained_bert_lora, tmp_path):
@@ -158,6 +159,24 @@ def test_lora_needs_a_keras_form_and_frozen_trains_the_head_alone(plain_hub, sma
     exported = {variable.name: variable.numpy() for variable in tf.saved_model.load(summary["export_dir"]).variables}
     for variable in tf.saved_model.load(str(plain_hub / "encoder")).variables:
         np.testing.assert_array_equal(exported[variable.name], variable.numpy(), err_msg=variable.name)
+
+
+def test_monitor_val_accuracy_keeps_and_exports_the_most_accurate_epoch(tiny_hub, small_sst2, tmp_path):
+    # With this seed and rate the dev loss falls every epoch while the accuracy never beats the first
+    # epoch's: monitoring the loss would keep the last epoch, monitoring the accuracy keeps the first.
+    flags = [*bert_flags(tiny_hub, small_sst2, tmp_path), "--epochs", "3", "--patience", "3", "--learning-rate", "3e-3", "--seed", "1"]
+    result = run_in_process("app.train", *flags, "--batch-size", "32", "--monitor", "val_accuracy", "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = last_json_line(result.stdout)
+    curves = summary["validation_curves"]
+    accuracy, best = curves["val_accuracy"], int(np.argmax(curves["val_accuracy"]))  # the first of equals: Keras keeps it
+    assert summary["monitor"] == "val_accuracy" and len(accuracy) == 3
+    assert summary["metrics"]["dev_accuracy"] == pytest.approx(accuracy[best], abs=1e-4)
+    assert summary["metrics"]["dev_loss"] == pytest.approx(curves["val_loss"][best], abs=1e-3)
+    dev = pd.read_csv(small_sst2 / "dev.tsv", sep="\t", quoting=3)
+    served = tf.saved_model.load(summary["export_dir"]).signatures["serving_default"](text=tf.constant(dev["sentence"].tolist()))
+    # Served sentences are padded unlike training's batches: a near tie may flip, hence one sentence's margin.
+    assert np.mean(served["class_ids"].numpy() == dev["label"].to_numpy()) == pytest.approx(max(accuracy), abs=1.01 / len(dev))
 
 
 # ---- a GPT adapted to a new text (--init-from) -----------------------------------------------------
