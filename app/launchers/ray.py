@@ -37,6 +37,9 @@ def tensorflow_trainer(command: list[str], workers: int, max_failures: int = 0, 
 
     if not ray.is_initialized():
         raise UsageError("connect to Ray first (ray.init), then build the trainer")
+    # Ray gives a worker group 60 s to start by default; each worker imports TensorFlow, which on a
+    # loaded 2-core machine took nearly that. Ray Train passes this variable on to its controller.
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
     starts = ray.remote(num_cpus=0)(StartCounter).remote()
     config = {"command": command, "cwd": os.getcwd(), "output": output, "starts": starts}
     return TensorflowTrainer(
