@@ -78,6 +78,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def unit_weight(text: str) -> float:
+    """A weight in [0, 1], such as alpha in a loss alpha * A + (1 - alpha) * B."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a weight in [0, 1], not {text}")
+    return value
+
+
 def step_range(text: str) -> tuple[int, int]:
     """``FIRST,LAST`` training steps (1-based, FIRST <= LAST)."""
     try:

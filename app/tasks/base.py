@@ -78,6 +78,10 @@ class Task(abc.ABC):
     def metrics(self) -> list:
         return ["accuracy"]
 
+    def loss_weights(self) -> dict | None:
+        """Weights of the per-output losses in the total, for a model with several outputs (None: one loss)."""
+        return None
+
     def weighted_metrics(self) -> list | None:
         """Metrics weighted by the dataset's sample weights (e.g. only the masked positions count)."""
         return None

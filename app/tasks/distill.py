@@ -14,7 +14,6 @@ pipeline, model, optimizer and TF Serving export.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import keras
 import numpy as np
 
 from app.common import paths
-from app.common.cli import non_negative_int
+from app.common.cli import non_negative_int, unit_weight
 from app.tasks.base import TaskData, TrainDefaults, option
 from app.tasks.bert import BertTask
 from app.tasks.teacher import Teacher
@@ -58,18 +57,11 @@ class LabelAccuracy(keras.metrics.SparseCategoricalAccuracy):
         return super().update_state(y_true[:, :1], y_pred, sample_weight)
 
 
-def teacher_weight(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"a weight in [0, 1], not {text}")
-    return value
-
-
 @dataclass(frozen=True)
 class DistillTask(BertTask):
     teacher: str = option(str(paths.TEACHER), "classifier export, newest version (python -m app.train bert)")
     temperature: float = option(2.0, "softens both answers")
-    teacher_weight: float = option(0.5, "weight of the teacher's soft targets against the true labels (0 = labels only)", type=teacher_weight)
+    teacher_weight: float = option(0.5, "weight of the teacher's soft targets against the true labels (0 = labels only)", type=unit_weight)
     # Perturbed copies of each training sentence, labelled by the teacher (data_pipelines.augmentation).
     augment: int = option(
         0, "perturbed copies of each training sentence (words dropped, n-grams sampled), labelled by the teacher", type=non_negative_int

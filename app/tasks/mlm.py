@@ -3,7 +3,10 @@ TF-Hub handles (``<out>/hub/bert_<size>_from_zero/{preprocessor,encoder}``) that
 --encoder ... --preprocessor ...`` fine-tunes like any other.
 
 The corpus is unlabelled lines (default: SST-2 train sentences without labels + Tiny Shakespeare);
-every 50th line is held out to score the masked-token loss and accuracy.
+every 50th line is held out to score the masked-token loss and accuracy. ``--objective mlm+nsp``
+adds BERT's next-sentence prediction: the examples become segment pairs
+(`data_pipelines.next_sentence`), the loss alpha * L_MLM + (1 - alpha) * L_NSP, and the pooler,
+which the NSP head reads, is trained and exported.
 """
 
 from __future__ import annotations
@@ -16,18 +19,21 @@ import keras
 import numpy as np
 
 from app.common import paths
+from app.common.cli import unit_weight
 from app.common.errors import UsageError
 from app.exports.hub import export_hub
 from app.tasks.base import Task, TaskData, TrainDefaults, option
 from app.tasks.schedules import LinearWarmupDecay
 from data_pipelines.corpus import load_corpus
-from data_pipelines.masked_lm import MaskingConfig, masked_lm_batches
+from data_pipelines.masked_lm import MaskingConfig, masked_lm_batches, masked_pair_batches
+from data_pipelines.next_sentence import next_sentence_pairs
 from models.bert.encoder import PRESETS, BertEncoderConfig
-from models.bert.masked_lm import build_masked_lm
+from models.bert.masked_lm import build_masked_lm, build_pretrainer
 from models.bert.preprocessor import build_preprocessor
 from models.bert.vocabulary import VOCAB_FILE
 
 WARMUP_FRACTION = 0.06
+OBJECTIVES = ("mlm", "mlm+nsp")
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,14 @@ class MaskedLmTask(Task):
     hidden_dim: int | None = option(help="model width", default_text="the preset's")
     num_heads: int | None = option(help="attention heads", default_text="the preset's")
     intermediate_dim: int | None = option(help="feed-forward width", default_text="4 x width")
+    objective: str = option(
+        "mlm", "mlm: masked language modelling on single lines; mlm+nsp: on segment pairs, plus next-sentence prediction",
+        choices=OBJECTIVES,
+    )
+    nsp_weight: float = option(
+        0.5, "alpha in L = alpha * L_MLM + (1 - alpha) * L_NSP (mlm+nsp): 0.5 weighs the two equally, as BERT's plain sum does",
+        type=unit_weight,
+    )
 
     name = "mlm"
     summary = "pretrain a BERT encoder from random weights by masked language modelling"
@@ -59,6 +73,10 @@ class MaskedLmTask(Task):
     def __post_init__(self):
         if self.size not in PRESETS:
             raise UsageError(f"size must be one of {sorted(PRESETS)}, not {self.size!r}")
+        if self.objective not in OBJECTIVES:
+            raise UsageError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        if not 0 <= self.nsp_weight <= 1:
+            raise UsageError(f"--nsp-weight is a weight in [0, 1], not {self.nsp_weight}")
         config = self.model_config(vocab_size=1)
         if config.hidden_dim % config.num_heads:
             raise UsageError(f"--hidden-dim {config.hidden_dim} is not divisible by --num-heads {config.num_heads}")
@@ -72,6 +90,10 @@ class MaskedLmTask(Task):
         if self.size == "mini":
             return TrainDefaults(epochs=2, batch_size=64, learning_rate=3e-4, patience=2, steps_per_execution=1)
         return TrainDefaults(epochs=5, batch_size=64, learning_rate=1e-3, patience=5, steps_per_execution=1)
+
+    @property
+    def next_sentence(self) -> bool:
+        return self.objective == "mlm+nsp"
 
     @property
     def export_name(self) -> str:
@@ -96,9 +118,6 @@ class MaskedLmTask(Task):
         vocabulary = vocab_file.read_text(encoding="utf-8").splitlines()
         preprocessor = build_preprocessor(vocab_file, lower_case=True, seq_length=self.max_length)  # checks the special tokens
         corpus = load_corpus(list(self.corpus) if self.corpus else None, data_dir)
-        # --max-train-samples: a random sample of the lines (the files' own order would favour the first file).
-        order = np.random.default_rng(seed).permutation(len(corpus.train))[:max_train_samples]
-        lines = [corpus.train[index] for index in order]
         masking = MaskingConfig(
             vocab_size=len(vocabulary),
             mask_id=vocabulary.index("[MASK]"),
@@ -107,23 +126,36 @@ class MaskedLmTask(Task):
             max_length=self.max_length,
             batch_size=batch_size,
         )
-        held_out = masked_lm_batches(corpus.held_out, preprocessor, masking, shuffle_seed=None)
+        if self.next_sentence:
+            examples, held_out_examples = next_sentence_pairs(corpus, seed)
+            batches, unit = masked_pair_batches, "segment pairs, half of them consecutive"
+        else:
+            examples, held_out_examples = corpus.train, corpus.held_out
+            batches, unit = masked_lm_batches, "lines"
+        # --max-train-samples: a random sample (the files' own order would favour the first file).
+        order = np.random.default_rng(seed).permutation(len(examples))[:max_train_samples]
+        examples = examples.sample(order) if self.next_sentence else [examples[index] for index in order]
+        held_out = batches(held_out_examples, preprocessor, masking, shuffle_seed=None)
         return MaskedLmData(
-            train=masked_lm_batches(lines, preprocessor, masking, shuffle_seed=seed),
+            train=batches(examples, preprocessor, masking, shuffle_seed=seed),
             validation=held_out,
             evaluation=held_out,
             evaluation_split="heldout",
-            train_examples=len(lines),
-            description=f"{corpus.description} (training on {len(lines):,}); vocabulary {vocab_file} ({len(vocabulary):,} word pieces)",
+            train_examples=len(examples),
+            description=(
+                f"{corpus.description} (training on {len(examples):,} {unit}, {len(held_out_examples):,} held out); "
+                f"vocabulary {vocab_file} ({len(vocabulary):,} word pieces)"
+            ),
             vocab_file=vocab_file,
             vocab_size=len(vocabulary),
         )
 
     def build_model(self, data: MaskedLmData) -> keras.Model:
-        model = build_masked_lm(self.model_config(data.vocab_size))
-        # Masked-LM has no sentence-level loss, so the pooler is not trained here (it stays as
-        # initialised and becomes trainable again in the export, for fine-tuning with --pooling cls).
-        model.backbone.pooled_dense.trainable = False
+        model = build_pretrainer(self.model_config(data.vocab_size), self.next_sentence)
+        # Masked-LM alone has no sentence-level loss, so the pooler is not trained then (it stays as
+        # initialised and becomes trainable again in the export, for fine-tuning with --pooling cls);
+        # with NSP the pooler is what the next-sentence head reads, and trains.
+        model.backbone.pooled_dense.trainable = self.next_sentence
         return model
 
     def optimizer(self, learning_rate: float, total_steps: int) -> keras.optimizers.Optimizer:
@@ -134,19 +166,36 @@ class MaskedLmTask(Task):
 
     def loss(self):
         # The mean over the masked positions only (their weights are 1, the padding slots' 0).
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
+        masked = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
+        if not self.next_sentence:
+            return masked
+        return {"mlm": masked, "nsp": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
 
-    def metrics(self) -> list:
-        return []
+    def loss_weights(self) -> dict | None:
+        """alpha * L_MLM + (1 - alpha) * L_NSP; Keras logs each term unweighted, as mlm_loss and nsp_loss."""
+        return {"mlm": self.nsp_weight, "nsp": 1 - self.nsp_weight} if self.next_sentence else None
 
-    def weighted_metrics(self) -> list:
-        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    def metrics(self) -> list | dict:
+        return {"nsp": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]} if self.next_sentence else []
+
+    def weighted_metrics(self) -> list | dict:
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")  # over the masked positions only
+        return {"mlm": [accuracy]} if self.next_sentence else [accuracy]
 
     def summarize(self, evaluation: dict, data: TaskData) -> dict:
-        return {"heldout_masked_loss": float(evaluation["loss"]), "heldout_masked_accuracy": float(evaluation["accuracy"])}
+        if not self.next_sentence:
+            return {"heldout_masked_loss": float(evaluation["loss"]), "heldout_masked_accuracy": float(evaluation["accuracy"])}
+        names = {
+            "loss": "loss", "masked_loss": "mlm_loss", "masked_accuracy": "mlm_accuracy", "nsp_loss": "nsp_loss", "nsp_accuracy": "nsp_accuracy",
+        }
+        return {f"heldout_{name}": float(evaluation[logged]) for name, logged in names.items()}
+
+    def run_facts(self) -> dict:
+        return {"objective": self.objective, **({"nsp_weight": self.nsp_weight} if self.next_sentence else {})}
 
     def export(self, model: keras.Model, data: MaskedLmData, out: str) -> Path:
-        """TF-Hub handles with the official interface, including ``encoder.mlm`` (the pretrained head)."""
+        """TF-Hub handles with the official interface, including ``encoder.mlm`` (the pretrained head);
+        ``pooled_output`` is the backbone's pooler, trained by the NSP head with mlm+nsp."""
         target = paths.hub_handles(self.export_name, out)
         model.backbone.pooled_dense.trainable = True
         export_hub(model.backbone, data.vocab_file, True, target, self.max_length, masked_lm_head=model.masked_lm_head)

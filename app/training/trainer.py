@@ -199,6 +199,7 @@ def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cl
             model.compile(
                 optimizer=task.optimizer(learning_rate, total_steps=epochs * steps_per_epoch),
                 loss=task.loss(),
+                loss_weights=task.loss_weights(),
                 metrics=task.metrics(),
                 weighted_metrics=task.weighted_metrics(),
                 jit_compile=setting.jit_compile,

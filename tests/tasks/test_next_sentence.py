@@ -1,0 +1,131 @@
+"""``app.train mlm --objective mlm+nsp``: segment pairs half consecutive and half random, packed with
+segment ids 0/1; a tiny run reports held-out masked and NSP accuracy and exports the pooler the NSP
+head trained; bad input is one error line."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.support.commands import last_json_line, run_in_process
+
+NUMBERED_LINES = 203
+
+
+@pytest.fixture
+def numbered_corpus(tmp_path):
+    """One text file (one document) of lines ``line 0`` ... ``line 202``, and an SST-2-style TSV, whose
+    sentences are documents of one line each and give no pairs."""
+    text, tsv = tmp_path / "numbered.txt", tmp_path / "independent.tsv"
+    text.write_text("".join(f"line {index}\n" for index in range(NUMBERED_LINES)))
+    tsv.write_text("sentence\tlabel\na film\t1\nanother film\t0\n")
+    return [str(text), str(tsv)]
+
+
+def line_number(text: str) -> int:
+    return int(text.split()[1])
+
+
+def test_pairs_are_half_consecutive_half_far_and_never_mix_held_out_lines(numbered_corpus):
+    from data_pipelines.corpus import held_out_indices, load_corpus
+    from data_pipelines.next_sentence import next_sentence_pairs
+
+    corpus = load_corpus(numbered_corpus)
+    assert [len(document) for document in corpus.documents] == [NUMBERED_LINES, 1, 1]
+    held_out = held_out_indices(NUMBERED_LINES + 2)
+    train, heldout = next_sentence_pairs(corpus, seed=0)
+    for pairs, starts_held_out in ((train, False), (heldout, True)):
+        first, second = map(np.array, ([line_number(text) for text in pairs.first], [line_number(text) for text in pairs.second]))
+        labels = np.array(pairs.is_next)
+        assert labels.sum() == len(pairs) // 2 and len(pairs) > 0  # exactly half consecutive
+        assert (second[labels == 1] == first[labels == 1] + 1).all()
+        assert (np.abs(second[labels == 0] - first[labels == 0]) >= NUMBERED_LINES // 4).all()  # far in the same document
+        assert all((index in held_out) == starts_held_out for index in first) and not held_out & set(second)
+    assert len(train) == NUMBERED_LINES - 1 - 2 * len(heldout)  # every A with a training next line, but the held-out ones
+    again, other = next_sentence_pairs(corpus, seed=0)[0], next_sentence_pairs(corpus, seed=1)[0]
+    assert again == train and other.is_next != train.is_next
+
+
+def test_pairs_are_packed_with_segment_ids_and_masked_with_their_labels(numbered_corpus, small_vocab):
+    from data_pipelines.corpus import load_corpus
+    from data_pipelines.masked_lm import MaskingConfig, masked_pair_batches, packed_pairs
+    from data_pipelines.next_sentence import next_sentence_pairs
+    from models.bert.preprocessor import build_preprocessor
+
+    preprocessor = build_preprocessor(small_vocab[0] / "vocab.txt", True, 64)
+    pairs = next_sentence_pairs(load_corpus(numbered_corpus), seed=0)[0].sample(range(64))
+    special = preprocessor.get_special_tokens_dict()
+    cls, sep = int(special["start_of_sequence_id"]), int(special["end_of_segment_id"])
+    for (word_ids, segment_ids, is_next), label in zip(packed_pairs(pairs, preprocessor, 64).take(20), pairs.is_next):
+        word_ids, segment_ids = word_ids.numpy(), segment_ids.numpy()
+        first_sep = int(np.flatnonzero(word_ids == sep)[0])
+        assert word_ids[0] == cls and word_ids[-1] == sep and (word_ids == sep).sum() == 2
+        assert (segment_ids[: first_sep + 1] == 0).all() and (segment_ids[first_sep + 1 :] == 1).all() and int(is_next) == label
+
+    config = MaskingConfig(400, mask_id=4, padding_id=0, special_ids=(0, 2, 3), max_length=64, batch_size=32)
+    labels = []
+    for inputs, targets, weights in masked_pair_batches(pairs, preprocessor, config, shuffle_seed=0):
+        assert set(inputs) == {"token_ids", "segment_ids", "padding_mask", "mask_positions"}
+        assert targets["mlm"].shape == weights["mlm"].shape == inputs["mask_positions"].shape
+        assert (weights["nsp"].numpy() == 1).all() and int(tf.reduce_max(inputs["segment_ids"])) == 1
+        labels += targets["nsp"].numpy().tolist()
+    assert sorted(labels) == sorted(pairs.is_next)  # every pair once, with its own label
+
+
+def test_mlm_nsp_run_reports_both_accuracies_and_exports_the_trained_pooler(small_vocab, small_corpus, tmp_path):
+    import keras
+
+    from app.tasks import MaskedLmTask
+
+    flags = dict(epochs=1, batch_size=32, learning_rate=2e-3, max_train_samples=320, mixed_precision="off")
+    result = run_in_process(
+        "app.train", "mlm", "--objective", "mlm+nsp", "--nsp-weight", "0.6", "--vocab", str(small_vocab[0]), "--corpus", str(small_corpus),
+        "--num-layers", "1", "--hidden-dim", "32", "--max-length", "64", "--out", str(tmp_path / "saved"),
+        "--runs-dir", str(tmp_path / "runs"), *(f"--{name.replace('_', '-')}={value}" for name, value in flags.items()),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = last_json_line(result.stdout)
+    assert summary["objective"] == "mlm+nsp" and summary["nsp_weight"] == 0.6
+    metrics = summary["metrics"]
+    assert 0 <= metrics["heldout_masked_accuracy"] <= 1 and 0 <= metrics["heldout_nsp_accuracy"] <= 1
+    # alpha = 0.6 (0.5 or 1 would give a total several per cent away); to 1 %: Keras averages the total and each
+    # term over the batches separately.
+    assert metrics["heldout_loss"] == pytest.approx(0.6 * metrics["heldout_masked_loss"] + 0.4 * metrics["heldout_nsp_loss"], rel=1e-2)
+    assert {"val_mlm_accuracy", "val_nsp_accuracy", "val_mlm_loss", "val_nsp_loss"} <= set(summary["validation_curves"])
+
+    task = MaskedLmTask(
+        vocab=str(small_vocab[0]), corpus=(str(small_corpus),), num_layers=1, hidden_dim=32, max_length=64, objective="mlm+nsp", nsp_weight=0.6
+    )
+    vocab = SimpleNamespace(vocab_size=len((small_vocab[0] / "vocab.txt").read_text(encoding="utf-8").splitlines()))
+    keras.utils.set_random_seed(0)  # the weights the run started from
+    initial, model = task.build_model(vocab), task.build_model(vocab)
+    model.load_weights(f"{summary['run_dir']}/checkpoints/best.keras")  # the trained ones
+    encoder = tf.saved_model.load(f"{summary['export_dir']}/encoder")
+    preprocessor = tf.saved_model.load(f"{summary['export_dir']}/preprocessor")
+    inputs = preprocessor(tf.constant(["to be or not to be", "a fine film"]))
+    outputs = encoder(inputs)
+    assert set(outputs) == {"pooled_output", "default", "sequence_output", "encoder_outputs"} and hasattr(encoder, "mlm")
+    keras_names = {"token_ids": "input_word_ids", "segment_ids": "input_type_ids", "padding_mask": "input_mask"}
+    in_memory = model.backbone({name: inputs[hub_name] for name, hub_name in keras_names.items()})
+    np.testing.assert_allclose(outputs["pooled_output"].numpy(), keras.ops.convert_to_numpy(in_memory["pooled_output"]), atol=1e-5)
+    assert model.backbone.pooled_dense.trainable and "training on 320 segment pairs" in result.stdout
+    assert not np.allclose(initial.backbone.pooled_dense.kernel.numpy(), model.backbone.pooled_dense.kernel.numpy())
+
+
+def test_bad_nsp_input_is_one_error_line(small_vocab, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("first line\nsecond line\nthird line\n")
+    common = ("--vocab", str(small_vocab[0]), "--out", str(tmp_path / "saved"), "--runs-dir", str(tmp_path / "runs"))
+    for argv, message in [
+        (("--objective", "nsp"), "argument --objective: invalid choice: 'nsp' (choose from 'mlm', 'mlm+nsp')"),
+        (("--objective", "mlm+nsp", "--nsp-weight", "1.5"), "argument --nsp-weight: a weight in [0, 1], not 1.5"),
+        (("--objective", "mlm+nsp", "--corpus", str(short)), "next-sentence prediction needs documents of at least 4 lines"),
+    ]:
+        result = run_in_process("app.train", "mlm", *argv, *common)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert lines[-1].startswith("error: ") and message in lines[-1], lines
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "saved").exists()
