@@ -119,8 +119,8 @@ def check_request(address: str | None, workers: int, timeout_seconds: float):
 
 
 def connect(address: str | None, workers: int, timeout_seconds: float):
-    """Join the cluster at ``address`` or start a local one with this machine's CPUs, within
-    ``timeout_seconds``; refuse when it cannot place ``workers`` workers of one CPU each. Ray's native
+    """Join the cluster at ``address`` within ``timeout_seconds``, or start a local one with this
+    machine's CPUs; refuse when it cannot place ``workers`` workers of one CPU each. Ray's native
     retry and network warnings are dropped: a failure is one line."""
     import ray
 
@@ -128,7 +128,7 @@ def connect(address: str | None, workers: int, timeout_seconds: float):
 
     outcome = {}
 
-    def init():  # in a thread: Ray retries an address that does not answer for minutes
+    def init():
         try:
             if address:
                 ray.init(address=address, log_to_driver=False, logging_level="ERROR")
@@ -139,14 +139,19 @@ def connect(address: str | None, workers: int, timeout_seconds: float):
             outcome["error"] = error
 
     with native_stderr_captured():
+        # Joining runs in a thread, bounded: Ray retries an address that does not answer for minutes.
+        # Starting a local cluster must not: Ray's processes die with the thread that started them.
         thread = threading.Thread(target=init, daemon=True)
-        thread.start()
-        thread.join(timeout_seconds)
+        if address:
+            thread.start()
+            thread.join(timeout_seconds)
+        else:
+            init()
     where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
     if thread.is_alive():
         _native_stderr_silenced()
-        raise UsageError(f"{where} did not answer within {timeout_seconds:g} s (--connect-timeout)"
-                         + ("; start one with `ray start --head` or check the address" if address else ""))
+        raise UsageError(f"{where} did not answer within {timeout_seconds:g} s (--connect-timeout); "
+                         "start one with `ray start --head` or check the address")
     failure = outcome.get("error")
     if failure is not None and "InvalidAuthToken" in f"{failure!r} {failure.__cause__!r}":
         raise UsageError(f"{where} uses token authentication: set RAY_AUTH_MODE=token "
