@@ -43,7 +43,7 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--connect-timeout", type=positive_float, default=60,
-        help="ray engine: how long to wait for the cluster at --address and for the workers to be placed",
+        help="ray engine: how long to wait for the cluster at --address to answer",
     )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command every worker runs")
     return parser

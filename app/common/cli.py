@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 from app.common.errors import (
     EXIT_INTERRUPTED, EXIT_USER_ERROR, CommandFailed, DataError, Interrupted, UsageError,
 )
+from app.common.processes import raise_keyboard_interrupt
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -104,15 +105,12 @@ def dropout_rate(text: str) -> float:
     return value
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
 
 def run_command(main: Callable[[Sequence[str] | None], dict | None], argv: Sequence[str] | None = None) -> None:
     """Run ``main``; print its result as the last line (JSON), or one error line on stderr and exit non-zero.
 
     ``None`` prints nothing: a worker that is not the chief of a multi-worker job leaves the report to it."""
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         result = main(argv)
     except (DataError, UsageError) as error:

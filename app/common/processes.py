@@ -1,4 +1,4 @@
-"""Stopping a child process (a server, a worker) without leaving it behind."""
+"""Stopping a child process (a server, a worker) without leaving it behind, and being stopped like Ctrl-C."""
 
 from __future__ import annotations
 
@@ -16,3 +16,8 @@ def stop_process(process: subprocess.Popen, grace_seconds: float) -> int:
         except subprocess.TimeoutExpired:
             process.kill()
     return process.wait()
+
+
+def raise_keyboard_interrupt(signum, frame):
+    """A signal handler: SIGTERM stops a command the way Ctrl-C does (``KeyboardInterrupt``)."""
+    raise KeyboardInterrupt

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from app.common.processes import stop_process
+from app.common.processes import raise_keyboard_interrupt, stop_process
 from app.launchers.output import RESUME_ADVICE, Relay, describe_exit
 
 # Set inside the namespace, so that the re-started launcher does not try again.
@@ -81,7 +81,7 @@ def launch(command: list[str], workers: int, grace_seconds: float) -> int:
     for worker, port in zip(processes, ports):
         print(f"[launch] worker {worker.index}: pid {worker.process.pid}, 127.0.0.1:{port}, {' '.join(command)}", flush=True)
     failed = None
-    previous = {signum: signal.signal(signum, _raise_interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.signal(signum, raise_keyboard_interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         while any(worker.process.poll() is None for worker in processes):
             failed = next((worker for worker in processes if worker.process.poll() not in (None, 0)), None)
@@ -106,6 +106,3 @@ def launch(command: list[str], workers: int, grace_seconds: float) -> int:
     code = chief.process.returncode
     return 128 - code if code < 0 else (code or (1 if failed else 0))
 
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt

@@ -22,6 +22,7 @@ import tempfile
 import threading
 
 from app.common.errors import UsageError
+from app.common.processes import raise_keyboard_interrupt
 from app.launchers.output import RESUME_ADVICE, Relay, describe_exit
 
 PR_SET_PDEATHSIG = 1
@@ -138,17 +139,15 @@ def connect(address: str | None, workers: int, timeout_seconds: float):
         except Exception as error:  # ConnectionError, Ray's AuthenticationError, RuntimeError
             outcome["error"] = error
 
+    where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
     with native_stderr_captured():
-        # Joining runs in a thread, bounded: Ray retries an address that does not answer for minutes.
-        # Starting a local cluster must not: Ray's processes die with the thread that started them.
-        thread = threading.Thread(target=init, daemon=True)
-        if address:
+        if address:  # bounded, in a thread: Ray retries an address that does not answer for minutes
+            thread = threading.Thread(target=init, daemon=True)
             thread.start()
             thread.join(timeout_seconds)
-        else:
+        else:  # in this thread: Ray's processes die with the thread that started them
             init()
-    where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-    if thread.is_alive():
+    if address and thread.is_alive():
         _native_stderr_silenced()
         raise UsageError(f"{where} did not answer within {timeout_seconds:g} s (--connect-timeout); "
                          "start one with `ray start --head` or check the address")
@@ -185,20 +184,20 @@ def launch(command: list[str], workers: int, address: str | None, max_failures: 
     connect(address, workers, connect_timeout)
     print(f"[launch] Ray cluster: {int(ray.cluster_resources().get('CPU', 0))} CPU(s), {workers} workers, "
           f"{max_failures} restart(s) allowed; {' '.join(command)}", flush=True)
-    output, relay, outcome = Queue(actor_options={"num_cpus": 0}), Relay(), {}
+    output, relay, outcome = Queue(actor_options={"num_cpus": 0}), Relay(), {}  # outcome: fit's error, if any
     # A local cluster's run records (Ray's storage_path) go with it; a real cluster keeps Ray's default.
     storage = tempfile.TemporaryDirectory(prefix="fromzero-ray-")
 
     def fit():
         try:
             storage_path = None if address else storage.name
-            outcome["result"] = tensorflow_trainer(command, workers, max_failures, output, storage_path).fit()
+            tensorflow_trainer(command, workers, max_failures, output, storage_path).fit()
         except Exception as error:  # Ray's TrainingFailedError wraps the worker's error
             outcome["error"] = error
 
     thread = threading.Thread(target=fit, daemon=True)
     thread.start()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         while thread.is_alive() or not output.empty():
             try:
@@ -224,9 +223,6 @@ def launch(command: list[str], workers: int, address: str | None, max_failures: 
         print(relay.result_line, flush=True)
     return 0
 
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _worker_error(error: Exception) -> str:

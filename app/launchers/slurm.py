@@ -14,7 +14,7 @@ import sys
 import threading
 
 from app.common.errors import UsageError
-from app.common.processes import stop_process
+from app.common.processes import raise_keyboard_interrupt, stop_process
 from app.launchers.output import RESUME_ADVICE, Relay, describe_exit
 from app.training.slurm import step_tasks
 
@@ -70,7 +70,7 @@ def launch(command: list[str], workers: int, grace_seconds: float) -> int:
     reader = threading.Thread(target=lambda: [output.line(line.rstrip("\n")) for line in process.stdout], daemon=True)
     reader.start()
     interrupted = False
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         process.wait()
     except KeyboardInterrupt:
@@ -103,6 +103,3 @@ def _describe(how: str) -> str:
         return describe_exit(int(exited[1]))
     return describe_exit(-SIGNAL_NAMES[how]) if how in SIGNAL_NAMES else how.lower()
 
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
