@@ -9,7 +9,9 @@ import threading
 
 
 class Relay:
-    """Prints workers' lines as they come (from any thread); keeps the chief's last JSON object."""
+    """Prints workers' lines as they come (from any thread); keeps the chief's last JSON object, which
+    lines the chief prints after it (TensorFlow's shutdown notes when another worker left first) do not
+    displace: the launcher prints it last."""
 
     def __init__(self):
         self.result_line: str | None = None
@@ -17,10 +19,9 @@ class Relay:
 
     def line(self, worker: int, text: str):
         with self._lock:
-            if worker == 0 and self.result_line is not None:  # it was not the chief's last line after all
-                print(f"[worker 0] {self.result_line}", flush=True)
-                self.result_line = None
             if worker == 0 and is_json_object(text):
+                if self.result_line is not None:  # an earlier JSON line was not the chief's result after all
+                    print(f"[worker 0] {self.result_line}", flush=True)
                 self.result_line = text
             else:
                 print(f"[worker {worker}] {text}", flush=True)
