@@ -1,7 +1,8 @@
 """Size, speed and accuracy of a teacher, its distilled student and their LiteRT variants, in one run:
 
     python bench/compression.py [--teacher saved_models/bert_sst2] [--students tiny=saved_models/bert_sst2_student ...]
-                                [--hard-label-students tiny=saved_models/hard_labels/bert_sst2_student ...] [--rounds 3]
+                                [--hard-label-students tiny=saved_models/hard_labels/bert_sst2_student ...]
+                                [--pruned heads50_ffn50=saved_models/bert_sst2_pruned ...] [--rounds 3]
                                 [--intra-op-threads 1] [--inter-op-threads 0]
 
 For every variant (each export's float32 SavedModel and the ``.tflite`` models `app.compress` wrote
@@ -12,7 +13,9 @@ figures are medians over ``--rounds``. The SavedModels run with TensorFlow's thr
 ``app.serve`` sets them: one thread inside each call (``--intra-op-threads 1``; 0 = TensorFlow's
 default of every core, whose hand-offs cost a small model more than its arithmetic) and TensorFlow's
 default between ops (``--inter-op-threads 0``). Each student trained on hard labels only (``python -m
-app.distill --teacher-weight 0``, same settings) shows what the teacher's soft targets added. Ends with a
+app.distill --teacher-weight 0``, same settings) shows what the teacher's soft targets added. Pruned
+exports (``python -m app.compress --prune-heads F --prune-ffn F``) are compared with the teacher they
+were pruned from, SavedModel with SavedModel and LiteRT int8 with int8. Ends with a
 Markdown table and one JSON line. The SavedModels run in float32 (no bf16 rewrite), as served.
 """
 
@@ -53,8 +56,10 @@ def labelled(pairs: list[str]) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default="saved_models/bert_sst2")
-    parser.add_argument("--students", nargs="+", default=["tiny=saved_models/bert_sst2_student"], metavar="LABEL=EXPORT",
-                        help="distilled students (default tiny=saved_models/bert_sst2_student)")
+    parser.add_argument("--students", nargs="*", default=["tiny=saved_models/bert_sst2_student"], metavar="LABEL=EXPORT",
+                        help="distilled students (default tiny=saved_models/bert_sst2_student; the flag alone = none)")
+    parser.add_argument("--pruned", nargs="*", default=[], metavar="LABEL=EXPORT",
+                        help="pruned copies of the teacher (app.compress --prune-heads/--prune-ffn); default none")
     parser.add_argument("--hard-label-students", nargs="*", default=["tiny=saved_models/hard_labels/bert_sst2_student"],
                         metavar="LABEL=EXPORT", help="the same students trained on labels only (app.distill --teacher-weight 0); "
                         "the flag alone = none (speed and size only, no distillation gain)")
@@ -67,13 +72,15 @@ def main() -> None:
                         help="threads running independent ops of one call (default 0: TensorFlow's, as app.serve)")
     args = parser.parse_args()
     set_threads(args.intra_op_threads, args.inter_op_threads)
-    students, hard_label_students = labelled(args.students), labelled(args.hard_label_students)
+    students, hard_label_students, pruned = labelled(args.students), labelled(args.hard_label_students), labelled(args.pruned)
 
     frame = pd.read_csv(resolve_data_file(SST2_DEV, args.data_dir), sep="\t", quoting=3, keep_default_na=False)
     texts, labels = frame["sentence"].to_numpy(dtype=object), frame["label"].to_numpy()
     variants = variants_of("teacher", args.teacher)
     for label, export in students.items():
         variants.update(variants_of(f"student {label}", export))
+    for label, export in pruned.items():
+        variants.update(variants_of(f"pruned {label}", export))
     threads = thread_settings()  # 0 = TensorFlow's default
     print(f"CPU: {cpu_model()}; scoring {len(variants)} variants on {len(texts)} dev sentences; threads {threads}", flush=True)
     results = {name: {"parameters": v.parameters, "file_mb": round(v.bytes / 1e6, 2), "dev_accuracy": dev_accuracy(v, texts, labels)}
@@ -106,6 +113,14 @@ def main() -> None:
         }
         if label in hard_label_accuracy:
             ratios[label]["distillation_gain_points"] = round(100 * (student["dev_accuracy"] - hard_label_accuracy[label]), 2)
+    for label in pruned:
+        savedmodel, int8 = results[f"pruned {label} SavedModel fp32"], results[f"pruned {label} LiteRT int8"]
+        ratios[f"pruned {label}"] = {
+            "batch1_speedup": round(teacher["p50_ms"] / savedmodel["p50_ms"], 2),
+            "int8_batch1_speedup_over_teacher_int8": round(teacher_int8["p50_ms"] / int8["p50_ms"], 2),
+            "minus_teacher_points": round(100 * (savedmodel["dev_accuracy"] - teacher["dev_accuracy"]), 2),
+            "int8_minus_teacher_int8_points": round(100 * (int8["dev_accuracy"] - teacher_int8["dev_accuracy"]), 2),
+        }
     print(markdown_table(results))
     print("students trained on labels only, dev accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in hard_label_accuracy.items()))
     print(json.dumps({"bench": "compression", "cpu": cpu_model(), "threads": threads, "rounds": args.rounds, "sentences_batch1": args.sentences,

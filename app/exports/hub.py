@@ -37,6 +37,17 @@ import tensorflow as tf
 from models.bert.encoder import KERAS_BACKBONE_ASSET, build_encoder_model
 from models.bert.preprocessor import BERT_INPUTS, DEFAULT_SEQ_LENGTH, build_preprocessor
 
+# Beside an encoder exported by app.train mlm: the fine-tuning settings it was measured to need, which
+# app.train bert uses where the user's flags do not say otherwise (TF-Hub and TF Serving ignore assets.extra/).
+FINE_TUNING_FILE = Path("assets.extra") / "fine_tuning.json"
+
+
+def read_fine_tuning(encoder_handle: str | Path) -> dict:
+    """The encoder's recommended fine-tuning settings (``learning_rate``, ``freeze_word_embeddings``,
+    ``why``), or {} for an encoder without them (a URL, the MiniLM, an older export)."""
+    path = Path(str(encoder_handle)) / FINE_TUNING_FILE
+    return json.loads(path.read_text()) if "://" not in str(encoder_handle) and path.is_file() else {}
+
 
 def hub_callable(function, spec: dict, layers: list) -> tf.train.Checkpoint:
     """An object TF-Hub loads like a model: ``__call__(inputs, training=False)``, traced for both values
@@ -119,10 +130,12 @@ def float32_copies(backbone, masked_lm_head=None):
 
 
 def export_hub(
-    backbone, vocab_file: Path, lower_case: bool, out: Path, seq_length: int = DEFAULT_SEQ_LENGTH, masked_lm_head=None
+    backbone, vocab_file: Path, lower_case: bool, out: Path, seq_length: int = DEFAULT_SEQ_LENGTH, masked_lm_head=None,
+    fine_tuning: dict | None = None,
 ) -> dict:
-    """Write ``out/preprocessor`` and ``out/encoder`` (with ``mlm`` when ``masked_lm_head`` is given);
-    each is staged, then renamed into place, so a folder is never seen half-written."""
+    """Write ``out/preprocessor`` and ``out/encoder`` (with ``mlm`` when ``masked_lm_head`` is given, and
+    ``fine_tuning`` as its recommended settings, `read_fine_tuning`); each is staged, then renamed into
+    place, so a folder is never seen half-written."""
     backbone, masked_lm_head = float32_copies(backbone, masked_lm_head)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -136,6 +149,9 @@ def export_hub(
             staging, target = out / f".{name}.staging", out / name
             shutil.rmtree(staging, ignore_errors=True)
             tf.saved_model.save(obj, str(staging), signatures={"serving_default": obj.serve})
+            if name == "encoder" and fine_tuning:
+                (staging / FINE_TUNING_FILE).parent.mkdir()
+                (staging / FINE_TUNING_FILE).write_text(json.dumps(fine_tuning, indent=1))
             shutil.rmtree(target, ignore_errors=True)
             staging.rename(target)
             written[name] = str(target)

@@ -6,7 +6,7 @@ Early stopping and the reported metrics use the dev split; ``test.tsv`` is never
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -62,10 +62,12 @@ class BertTask(LoraOptions, Task):
     )
     adapter: str | None = option(help="start from this adapter (the adapter.lora.h5 of an earlier --finetune lora run)")
     # Frozen by default: most rows of a 30k-piece table never occur in a small fine-tuning set.
-    # Train them for encoders whose embeddings are not pretrained (or a small, corpus-specific vocabulary).
-    freeze_word_embeddings: bool = option(
-        True, "keep the word-piece embedding table fixed (train it for encoders pretrained briefly or not at all)",
+    # Train them for encoders whose embeddings are not pretrained (or a small, corpus-specific vocabulary):
+    # app.train mlm's encoders recommend it (and a learning rate) in assets.extra/fine_tuning.json.
+    freeze_word_embeddings: bool | None = option(
+        help="keep the word-piece embedding table fixed (train it for encoders pretrained briefly or not at all)",
         flags=("--freeze-word-embeddings", "--train-word-embeddings"),
+        default_text="as the encoder recommends (app.train mlm's: trained), else fixed",
     )
     train_file: str | None = option(help="TSV/CSV with text and label columns", default_text="SST-2 train")
     validation_file: str | None = option(help="for early stopping and the reported metrics", default_text="SST-2 dev")
@@ -83,10 +85,26 @@ class BertTask(LoraOptions, Task):
     summary = "fine-tune a TF-Hub BERT encoder on SST-2 sentiment (or --train-file)"
     export_name = "bert_sst2"
     handle_flags = ("--encoder", "--preprocessor")  # the command-line flags that set them, for error messages
-    # Batch 16: on 4,000 SST-2 sentences x 2 epochs it reached dev 0.845-0.846 against 0.839 with 32.
-    # Learning rate 5e-5 (Hugging Face's default): dev 0.861 / 0.841 (seeds 0 / 1) there, 3e-5 gave 0.849.
-    defaults = TrainDefaults(epochs=3, batch_size=16, learning_rate=5e-5, patience=1, steps_per_execution=1)
     restored_graph = True
+
+    @property
+    def defaults(self) -> TrainDefaults:
+        """Batch 16: on 4,000 SST-2 sentences x 2 epochs it reached dev 0.845-0.846 against 0.839 with 32.
+        Learning rate 5e-5 (Hugging Face's default): dev 0.861 / 0.841 (seeds 0 / 1) there, 3e-5 gave 0.849;
+        an encoder that recommends another (`recommended`) gets its own."""
+        learning_rate = self.recommended().get("learning_rate", 5e-5)
+        return TrainDefaults(epochs=3, batch_size=16, learning_rate=learning_rate, patience=1, steps_per_execution=1)
+
+    def recommended(self) -> dict:
+        """The encoder's recommended fine-tuning settings (app.train mlm exports them), {} if none."""
+        from app.exports.hub import read_fine_tuning
+
+        return read_fine_tuning(self.encoder)
+
+    def word_embeddings_frozen(self) -> bool:
+        if self.freeze_word_embeddings is not None:
+            return self.freeze_word_embeddings
+        return self.recommended().get("freeze_word_embeddings", True)
 
     def ensure_default_hub(self) -> None:
         """Export the shared MiniLM in TF-Hub format on first use of the default handles (again if an
@@ -103,7 +121,11 @@ class BertTask(LoraOptions, Task):
     def load_data(self, data_dir, batch_size, seed, max_train_samples) -> ClassificationData:
         self.ensure_default_hub()
         config = self.text_config(data_dir, batch_size, seed, max_train_samples)
-        return self.batched(config, read_splits(config))
+        data = self.batched(config, read_splits(config))
+        if self.recommended():
+            settings = ", ".join(f"{key} {value}" for key, value in self.recommended().items() if key != "why")
+            data = replace(data, description=f"{data.description}; the encoder recommends {settings} (used where no flag says otherwise)")
+        return data
 
     def text_config(self, data_dir, batch_size, seed, max_train_samples) -> TextClassificationConfig:
         """Where the sentences come from and how they are batched; the handles are checked first."""
@@ -152,7 +174,7 @@ class BertTask(LoraOptions, Task):
     def build_model(self, data: ClassificationData) -> keras.Model:
         config = BertClassifierConfig(
             self.encoder, data.num_classes, self.pooling,
-            trainable_encoder=self.finetune == "full", freeze_word_embeddings=self.freeze_word_embeddings,
+            trainable_encoder=self.finetune == "full", freeze_word_embeddings=self.word_embeddings_frozen(),
         )
         model = build_bert_classifier(config, self.lora_encoder() if self.finetune == "lora" else None)
         positions = encoder_positions(model)
@@ -176,7 +198,9 @@ class BertTask(LoraOptions, Task):
         return encoder
 
     def run_facts(self) -> dict:
-        facts = {"finetune": self.finetune, "monitor": self.monitor}
+        facts = {"finetune": self.finetune, "monitor": self.monitor, "word_embeddings": "fixed" if self.word_embeddings_frozen() else "trained"}
+        if self.recommended():
+            facts["encoder_recommends"] = {key: value for key, value in self.recommended().items() if key != "why"}
         if self.finetune == "lora":
             facts["lora"] = self.lora_facts()
         return facts
@@ -223,7 +247,7 @@ class BertTask(LoraOptions, Task):
             tracked=[text_model],
             metadata={
                 "task": self.name, "label_names": list(self.label_names[: data.num_classes]), "pooling": self.pooling,
-                "max_seq_length": self.max_seq_length,
+                "max_seq_length": self.max_seq_length, "encoder": self.encoder, "preprocessor": self.preprocessor,
             },
             warmup_examples={
                 "serving_default": {"text": np.array(example, dtype=object)},

@@ -298,6 +298,7 @@ def _train(task: Task, config: TrainConfig, strategy: tf.distribute.Strategy, cl
         "stopped_by_time_budget": budget.spent,
         "workers": workers,
         "global_batch_size": batch_size * workers,
+        "learning_rate": learning_rate,
         "train_seconds": round(timer.seconds, 1),
         "jit_compile": bool(model.jit_compile),
         "precision": choice.precision,

@@ -57,17 +57,18 @@ def build_bert_encoder(config: BertEncoderConfig) -> keras_hub.models.BertBackbo
     )
 
 
-def build_encoder_model(backbone, model_name: str = "bert_encoder") -> keras.Model:
+def build_encoder_model(backbone, model_name: str = "bert_encoder", transformer_layers: list | None = None) -> keras.Model:
     """Rewire a keras-hub ``BertBackbone``'s own layers to TF-Hub's input and output names.
 
     Adds ``encoder_outputs`` (every transformer layer's output), which the backbone does not expose.
+    ``transformer_layers``: others in place of the backbone's (a pruned encoder, `models.bert.pruning`).
     """
     inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in BERT_INPUTS}
     tokens = backbone.token_embedding(inputs["input_word_ids"])
     x = backbone.embeddings_add((tokens, backbone.position_embedding(tokens), backbone.segment_embedding(inputs["input_type_ids"])))
     x = backbone.embeddings_dropout(backbone.embeddings_layer_norm(x))
     encoder_outputs = []
-    for transformer_layer in backbone.transformer_layers:
+    for transformer_layer in transformer_layers or backbone.transformer_layers:
         x = transformer_layer(x, padding_mask=inputs["input_mask"])
         encoder_outputs.append(x)
     pooled_output = backbone.pooled_dense(x[:, backbone.cls_token_index, :])

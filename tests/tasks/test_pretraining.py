@@ -60,6 +60,7 @@ def test_exported_handles_fill_a_mask_and_fine_tune_like_any_handle(pretrained_t
     from app.common.errors import UsageError
     from app.exports.predictions import fill_mask
     from app.tasks import BertTask
+    from app.tasks.mlm import FINE_TUNING
     from app.training.trainer import TrainConfig, train
 
     hub = pretrained_tiny.summary["export_dir"]
@@ -71,8 +72,15 @@ def test_exported_handles_fill_a_mask_and_fine_tune_like_any_handle(pretrained_t
         encoder=f"{hub}/encoder", preprocessor=f"{hub}/preprocessor",
         train_file=str(small_sst2 / "train.tsv"), validation_file=str(small_sst2 / "dev.tsv"), max_seq_length=64,
     )
-    config = TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, out=str(tmp_path / "saved"), runs_dir=str(tmp_path / "runs"), quiet=True)
+    # No --learning-rate and no --train-word-embeddings: the encoder's recommendations apply, and the run says so.
+    config = TrainConfig(epochs=1, batch_size=16, out=str(tmp_path / "saved"), runs_dir=str(tmp_path / "runs"), quiet=True)
     result = train(task, config)
+    assert result.summary["encoder_recommends"] == {"learning_rate": FINE_TUNING["learning_rate"], "freeze_word_embeddings": False}
+    assert result.summary["learning_rate"] == FINE_TUNING["learning_rate"] and result.summary["word_embeddings"] == "trained"
+    assert any("token_embedding" in weight.path for weight in result.model.trainable_weights)
+    # A flag the user gives wins; an encoder without recommendations keeps the BERT defaults.
+    assert dataclasses.replace(task, freeze_word_embeddings=True).word_embeddings_frozen()
+    assert BertTask().defaults.learning_rate == 5e-5 and BertTask().word_embeddings_frozen()
     # The encoder was pretrained on 64 word pieces: a longer --max-seq-length is refused up front.
     with pytest.raises(UsageError, match="--max-seq-length 128 is longer than the 64 word pieces"):
         dataclasses.replace(task, max_seq_length=128).build_model(SimpleNamespace(num_classes=2))
