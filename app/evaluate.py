@@ -29,8 +29,10 @@ def load_examples(metadata: dict, data: Path, text_column: str, label_column: st
     if metadata.get("task") == "bert":
         from data_pipelines.text_classification import read_labelled_text
 
-        examples = read_labelled_text(data, text_column, label_column)
-        return {"text": examples.texts.astype(object)}, examples.labels
+        second = metadata.get("second_text_column")  # a sentence-pair classifier reads that column too
+        examples = read_labelled_text(data, text_column, label_column, second)
+        texts = examples.texts.astype(object)
+        return ({"text": texts[:, 0], "second_text": texts[:, 1]} if second else {"text": texts}), examples.labels
     raise UsageError(f"cannot evaluate a {metadata.get('task')!r} export: only classifiers (mnist, bert)")
 
 

@@ -1,4 +1,5 @@
-"""Labelled sentences (SST-2 or any TSV/CSV) as length-grouped batches of BERT token ids.
+"""Labelled sentences (SST-2 or any TSV/CSV) as length-grouped batches of BERT token ids; with a second
+text column, labelled sentence pairs, packed ``[CLS] A [SEP] B [SEP]`` with segment ids 0 and 1.
 
 Sentences are tokenized once with a TF-Hub BERT preprocessor (its ``tokenize`` and
 ``bert_pack_inputs``), trimmed to their own length, cached, then grouped into batches of similar
@@ -33,6 +34,7 @@ class TextClassificationConfig:
     validation_file: str | None = None
     text_column: str = "sentence"
     label_column: str = "label"
+    second_text_column: str | None = None  # sentence pairs: segment B
     max_train_samples: int | None = None
     max_seq_length: int = 128
     batch_size: int = 32
@@ -41,19 +43,19 @@ class TextClassificationConfig:
 
 @dataclass(frozen=True)
 class LabelledText:
-    """Sentences and their integer labels, as read from ``source``."""
+    """Sentences ([N], or [N, 2] for pairs) and their integer labels, as read from ``source``."""
 
     texts: np.ndarray
     labels: np.ndarray
     source: Path
 
 
-def read_labelled_text(path: Path, text_column: str, label_column: str) -> LabelledText:
-    """Read a TSV (``.tsv``) or CSV file with a text and an integer label column."""
+def read_labelled_text(path: Path, text_column: str, label_column: str, second_text_column: str | None = None) -> LabelledText:
+    """Read a TSV (``.tsv``) or CSV file with a text (or two: ``second_text_column``) and an integer label column."""
     if not path.is_file():
         raise DataError(f"file not found: {path}")
     frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", quoting=3, keep_default_na=False)
-    missing = [column for column in (text_column, label_column) if column not in frame.columns]
+    missing = [column for column in (text_column, label_column, second_text_column) if column and column not in frame.columns]
     if missing:
         raise DataError(f"{path} has no column {missing}; its columns are {list(frame.columns)}")
     if frame.empty:
@@ -61,7 +63,8 @@ def read_labelled_text(path: Path, text_column: str, label_column: str) -> Label
     labels = pd.to_numeric(frame[label_column], errors="coerce")
     if labels.isna().any() or (labels < 0).any() or (labels % 1 != 0).any():
         raise DataError(f"{path}: column {label_column!r} must hold class numbers 0, 1, ...")
-    return LabelledText(frame[text_column].astype(str).to_numpy(), labels.astype("int32").to_numpy(), path)
+    texts = frame[[text_column, second_text_column] if second_text_column else text_column].astype(str).to_numpy()
+    return LabelledText(texts, labels.astype("int32").to_numpy(), path)
 
 
 def length_sorted_groups(lengths, batch_size: int) -> list[np.ndarray]:
@@ -73,10 +76,11 @@ def length_sorted_groups(lengths, batch_size: int) -> list[np.ndarray]:
 
 
 def tokenized(data: LabelledText, preprocessor, max_seq_length: int) -> tf.data.Dataset:
-    """(token dict at each sentence's own length, label) pairs, tokenized in large batches."""
+    """(token dict at each example's own length, label) pairs, tokenized in large batches."""
 
     def pack(texts, labels):
-        inputs = preprocessor.bert_pack_inputs([preprocessor.tokenize(texts)], seq_length=max_seq_length)
+        segments = tf.unstack(texts, axis=1) if texts.shape.rank == 2 else [texts]
+        inputs = preprocessor.bert_pack_inputs([preprocessor.tokenize(segment) for segment in segments], seq_length=max_seq_length)
         lengths = tf.reduce_sum(inputs["input_mask"], axis=1)
         return {name: tf.RaggedTensor.from_tensor(tensor, lengths=lengths) for name, tensor in inputs.items()}, labels
 
@@ -99,7 +103,7 @@ def batches(examples: tf.data.Dataset, config: TextClassificationConfig, shuffle
 def load_split(relative_or_path: str | None, default: str, config: TextClassificationConfig) -> LabelledText:
     """A file the user named, else the default SST-2 split found by the data resolver."""
     path = Path(relative_or_path) if relative_or_path else resolve_data_file(default, config.data_dir)
-    return read_labelled_text(path, config.text_column, config.label_column)
+    return read_labelled_text(path, config.text_column, config.label_column, config.second_text_column)
 
 
 def read_splits(config: TextClassificationConfig) -> tuple[LabelledText, LabelledText]:

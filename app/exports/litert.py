@@ -164,6 +164,8 @@ def compress_export(export_dir: Path, metadata: dict, quantizations=QUANTIZATION
 
     if metadata.get("task") != "bert":
         raise UsageError(f"{export_dir} is a {metadata.get('task')!r} export: only text classifiers (bert, distill) are compressed")
+    if metadata.get("second_text_column"):
+        raise UsageError(f"{export_dir} classifies sentence pairs: its LiteRT models would tokenize one sentence (not supported)")
     out = export_dir / FOLDER
     out.mkdir(exist_ok=True)
     shutil.copyfile(export_dir / "assets" / "vocab.txt", out / "vocab.txt")

@@ -32,10 +32,14 @@ def classify(loaded, inputs: dict, batch_size: int) -> np.ndarray:
     from data_pipelines.text_classification import length_sorted_groups
 
     serve = loaded.signatures["serving_default"]
-    (name, values), = inputs.items()
+    values = next(iter(inputs.values()))  # the first input (a sentence pair's segment A, or the only one)
+
+    def feed(rows) -> dict:
+        return {name: tf.constant(column[rows]) for name, column in inputs.items()}
+
     if values.dtype == object and "word_piece_counts" in loaded.signatures:
         count = loaded.signatures["word_piece_counts"]
-        lengths = np.concatenate([count(**{name: tf.constant(values[start : start + 1024])})["word_pieces"].numpy()
+        lengths = np.concatenate([count(**feed(slice(start, start + 1024)))["word_pieces"].numpy()
                                   for start in range(0, len(values), 1024)])
         groups = length_sorted_groups(lengths, batch_size)
     elif values.dtype == object:
@@ -43,7 +47,7 @@ def classify(loaded, inputs: dict, batch_size: int) -> np.ndarray:
     else:
         groups = [np.arange(start, min(start + batch_size, len(values))) for start in range(0, len(values), batch_size)]
     with ThreadPoolExecutor(BATCHES_IN_FLIGHT) as pool:
-        answers = pool.map(lambda group: serve(**{name: tf.constant(values[group])})["probabilities"].numpy(), groups)
+        answers = pool.map(lambda group: serve(**feed(group))["probabilities"].numpy(), groups)
         return in_input_order(groups, list(answers))
 
 

@@ -72,6 +72,10 @@ class BertTask(LoraOptions, Task):
     train_file: str | None = option(help="TSV/CSV with text and label columns", default_text="SST-2 train")
     validation_file: str | None = option(help="for early stopping and the reported metrics", default_text="SST-2 dev")
     text_column: str = option("sentence", "column of the sentences")
+    second_text_column: str | None = option(
+        help="a second text column: sentence pairs, packed [CLS] A [SEP] B [SEP] with segment ids 0 and 1 (the export then takes "
+        "text and second_text)", default_text="none, one sentence per example",
+    )
     label_column: str = option("label", "column of the integer labels")
     label_names: tuple[str, ...] = option(("negative", "positive"), "comma-separated names of classes 0, 1, ...", type=comma_separated)
     max_seq_length: int = option(128, "word pieces per sentence, at most")
@@ -134,7 +138,8 @@ class BertTask(LoraOptions, Task):
         self.check_finetune_flags()
         return TextClassificationConfig(
             data_dir=data_dir, train_file=self.train_file, validation_file=self.validation_file,
-            text_column=self.text_column, label_column=self.label_column, max_train_samples=max_train_samples,
+            text_column=self.text_column, label_column=self.label_column, second_text_column=self.second_text_column,
+            max_train_samples=max_train_samples,
             max_seq_length=self.max_seq_length, batch_size=batch_size, seed=seed,
         )
 
@@ -213,45 +218,55 @@ class BertTask(LoraOptions, Task):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def export_spec(self, model: keras.Model, data: ClassificationData) -> ExportSpec:
-        text_model = build_text_classifier(model, self.preprocessor, self.max_seq_length)
+        pairs = bool(self.second_text_column)
+        text_model = build_text_classifier(model, self.preprocessor, self.max_seq_length, pairs)
         label_names = tf.constant(list(self.label_names[: data.num_classes]))
+        text_names = ("text", "second_text") if pairs else ("text",)
+        text_specs = [tf.TensorSpec([None], tf.string, name=name) for name in text_names]
+
+        def segments(texts):
+            """The preprocessor's input: one string tensor, or a list of two for sentence pairs."""
+            return list(texts) if pairs else texts[0]
 
         def predictions(logits):
             probabilities = tf.nn.softmax(logits, axis=-1)
             class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
             return {"probabilities": probabilities, "class_ids": class_ids, "labels": tf.gather(label_names, class_ids)}
 
-        def classify(text):
-            return predictions(text_model(text, training=False))
+        def classify(*texts):
+            return predictions(text_model(segments(texts), training=False))
 
         def classify_token_ids(input_word_ids, input_mask, input_type_ids):
             # No TF Text ops in this graph: TF Serving images older than this TensorFlow can run it.
             token_inputs = {"input_word_ids": input_word_ids, "input_mask": input_mask, "input_type_ids": input_type_ids}
             return predictions(model(token_inputs, training=False))
 
-        def word_piece_counts(text):
+        def word_piece_counts(*texts):
             # Lets a client sort sentences by their true length before batching (less padding).
-            return {"word_pieces": tf.reduce_sum(text_model.get_layer("preprocessor")(text)["input_mask"], axis=1)}
+            inputs = text_model.get_layer("preprocessor")(segments(texts))
+            return {"word_pieces": tf.reduce_sum(inputs["input_mask"], axis=1)}
 
-        example = ["a gorgeous, witty film"]
-        example_tokens = text_model.get_layer("preprocessor")(tf.constant(example))
+        example = {"text": ["a gorgeous, witty film"], "second_text": ["a dull, lifeless film"]}
+        example = {name: np.array(example[name], dtype=object) for name in text_names}
+        example_tokens = text_model.get_layer("preprocessor")(segments([tf.constant(example[name]) for name in text_names]))
         return ExportSpec(
             endpoints=[
-                Endpoint("serving_default", classify, [tf.TensorSpec([None], tf.string, name="text")]),
+                Endpoint("serving_default", classify, text_specs),
                 Endpoint(
                     "classify_token_ids", classify_token_ids,
                     [tf.TensorSpec([None, None], tf.int32, name=name) for name in BERT_INPUTS],
                 ),
-                Endpoint("word_piece_counts", word_piece_counts, [tf.TensorSpec([None], tf.string, name="text")]),
+                Endpoint("word_piece_counts", word_piece_counts, text_specs),
             ],
             tracked=[text_model],
             metadata={
                 "task": self.name, "label_names": list(self.label_names[: data.num_classes]), "pooling": self.pooling,
                 "max_seq_length": self.max_seq_length, "encoder": self.encoder, "preprocessor": self.preprocessor,
+                **({"second_text_column": self.second_text_column} if pairs else {}),
             },
             warmup_examples={
-                "serving_default": {"text": np.array(example, dtype=object)},
+                "serving_default": example,
                 "classify_token_ids": {name: example_tokens[name].numpy() for name in BERT_INPUTS},
-                "word_piece_counts": {"text": np.array(example, dtype=object)},
+                "word_piece_counts": example,
             },
         )

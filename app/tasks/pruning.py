@@ -91,6 +91,8 @@ class PruneTask(PruningOptions, DistillTask):
         metadata = read_metadata(export_dir)
         if metadata.get("task") != "bert":
             raise UsageError(f"--prune-heads/--prune-ffn prune BERT classifiers, and {export_dir} is a {metadata.get('task')!r} export")
+        if metadata.get("second_text_column"):
+            raise UsageError(f"{export_dir} classifies sentence pairs: pruning recovers on single sentences (not supported)")
         encoder = metadata.get("encoder")
         if not encoder or "://" in encoder or not has_keras_form(encoder):
             raise UsageError(

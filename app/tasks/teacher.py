@@ -40,6 +40,8 @@ class Teacher:
                 f"teacher {self.export_dir} is a {self.metadata.get('task')!r} export, not a text classifier "
                 "(train one with python -m app.train bert)"
             )
+        if self.metadata.get("second_text_column"):
+            raise UsageError(f"teacher {self.export_dir} classifies sentence pairs: a teacher here answers single sentences")
         self.label_names = list(self.metadata["label_names"])
 
     def check_labels(self, labels: np.ndarray, source) -> None:

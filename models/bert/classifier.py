@@ -70,8 +70,9 @@ def encoder_positions(classifier: keras.Model) -> int | None:
     return int(rows[0]) if rows else None
 
 
-def build_text_classifier(classifier: keras.Model, preprocessor_handle: str, max_seq_length: int = 128) -> keras.Model:
-    """Raw strings [batch] -> the TF-Hub preprocessor -> ``classifier`` -> class logits."""
-    text = keras.Input((), dtype="string", name="text")
-    token_inputs = BertTextPreprocessing(preprocessor_handle, max_seq_length, name="preprocessor")(text)
-    return keras.Model(text, classifier(token_inputs), name="bert_text_classifier")
+def build_text_classifier(classifier: keras.Model, preprocessor_handle: str, max_seq_length: int = 128, pairs: bool = False) -> keras.Model:
+    """Raw strings [batch] (``pairs``: two inputs, ``text`` and ``second_text``) -> the TF-Hub preprocessor
+    -> ``classifier`` -> class logits."""
+    texts = [keras.Input((), dtype="string", name=name) for name in (("text", "second_text") if pairs else ("text",))]
+    token_inputs = BertTextPreprocessing(preprocessor_handle, max_seq_length, name="preprocessor")(texts if pairs else texts[0])
+    return keras.Model(texts if pairs else texts[0], classifier(token_inputs), name="bert_text_classifier")

@@ -109,7 +109,8 @@ def build_preprocessor(vocab_file: Path, lower_case: bool, seq_length: int = DEF
 class BertTextPreprocessing(keras.layers.Layer):
     """Raw strings -> BERT inputs with a TF-Hub preprocessor's ``tokenize`` and ``bert_pack_inputs``,
     cut at ``max_seq_length`` word pieces as in training, and padded only to the batch's longest
-    sentence (a single short request does not pay for 128 positions)."""
+    sentence (a single short request does not pay for 128 positions). A list of two string tensors is
+    a batch of sentence pairs (segments A and B)."""
 
     def __init__(self, handle: str, max_seq_length: int = 128, **kwargs):
         super().__init__(trainable=False, **kwargs)
@@ -117,13 +118,15 @@ class BertTextPreprocessing(keras.layers.Layer):
         self.preprocessor = tf.saved_model.load(resolve_handle(handle))
 
     def call(self, text):
-        tokens = self.preprocessor.tokenize(text)
-        packed = self.preprocessor.bert_pack_inputs([tokens], seq_length=self.max_seq_length)
+        segments = list(text) if isinstance(text, (list, tuple)) else [text]
+        tokens = [self.preprocessor.tokenize(segment) for segment in segments]
+        packed = self.preprocessor.bert_pack_inputs(tokens, seq_length=self.max_seq_length)
         longest = tf.reduce_max(tf.reduce_sum(packed["input_mask"], axis=1))
         return {name: packed[name][:, :longest] for name in BERT_INPUTS}
 
     def compute_output_spec(self, text):
-        return {name: keras.KerasTensor((text.shape[0], None), dtype="int32") for name in BERT_INPUTS}
+        first = text[0] if isinstance(text, (list, tuple)) else text
+        return {name: keras.KerasTensor((first.shape[0], None), dtype="int32") for name in BERT_INPUTS}
 
     def get_config(self):
         return {**super().get_config(), "handle": self.handle, "max_seq_length": self.max_seq_length}
