@@ -39,6 +39,12 @@ def require_handle(handle: str, flag: str) -> None:
         raise UsageError(f"{flag} {handle} {found}: give a TF-Hub URL or a folder exported by app.export_hub / app.train mlm")
 
 
+def local_or_url(handle: str) -> str:
+    """A handle as the export's metadata records it: a URL as it is, a folder as an absolute path (so
+    that app.compress finds it from any working directory)."""
+    return handle if "://" in handle else str(Path(handle).resolve())
+
+
 @dataclass(frozen=True)
 class ClassificationData(TaskData):
     """Labelled sentences; the classifier's output size is the number of classes found."""
@@ -261,7 +267,8 @@ class BertTask(LoraOptions, Task):
             tracked=[text_model],
             metadata={
                 "task": self.name, "label_names": list(self.label_names[: data.num_classes]), "pooling": self.pooling,
-                "max_seq_length": self.max_seq_length, "encoder": self.encoder, "preprocessor": self.preprocessor,
+                "max_seq_length": self.max_seq_length, "encoder": local_or_url(self.encoder),
+                "preprocessor": local_or_url(self.preprocessor),
                 **({"second_text_column": self.second_text_column} if pairs else {}),
             },
             warmup_examples={

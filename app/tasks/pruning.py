@@ -94,6 +94,8 @@ class PruneTask(PruningOptions, DistillTask):
         if metadata.get("second_text_column"):
             raise UsageError(f"{export_dir} classifies sentence pairs: pruning recovers on single sentences (not supported)")
         encoder = metadata.get("encoder")
+        if encoder and "://" not in encoder and not Path(encoder).is_dir():
+            raise UsageError(f"{export_dir} was fine-tuned from the encoder {encoder}, which is not there any more")
         if not encoder or "://" in encoder or not has_keras_form(encoder):
             raise UsageError(
                 f"{export_dir} was fine-tuned from {encoder or 'an encoder it does not name (an older export)'}; pruning rebuilds the "
@@ -145,6 +147,6 @@ class PruneTask(PruningOptions, DistillTask):
         return {"pruning": self.pruning_facts()}
 
     def export_spec(self, model, data):
-        spec = DistillTask.export_spec(self, model, data)
+        spec = super().export_spec(model, data)
         return replace(spec, metadata={**spec.metadata, "pruning": self.pruning_facts()})
 
