@@ -59,15 +59,14 @@ def head_and_unit_importance(classifier: keras.Model, backbone, batches: tf.data
     ]
     heads = np.zeros([len(backbone.transformer_layers), kernels[0].shape[0]])
     units = np.zeros([len(backbone.transformer_layers), kernels[1].shape[0]])
+    values = [kernel.numpy() for kernel in kernels]  # attention [heads, head_dim, hidden], feed-forward [units, hidden]
     for inputs, targets in batches:
         with tf.GradientTape() as tape:
             value = loss(targets[:, 0], classifier(inputs, training=False))  # column 0: the true label
-        gradients = tape.gradient(value, kernels)
+        gradients = [gradient.numpy() for gradient in tape.gradient(value, kernels)]
         for index in range(len(heads)):
-            attention, attention_gradient = kernels[2 * index].numpy(), gradients[2 * index].numpy()  # [heads, head_dim, hidden]
-            heads[index] += np.abs((attention * attention_gradient).sum(axis=(1, 2)))
-            feedforward, feedforward_gradient = kernels[2 * index + 1].numpy(), gradients[2 * index + 1].numpy()  # [units, hidden]
-            units[index] += np.abs((feedforward * feedforward_gradient).sum(axis=1))
+            heads[index] += np.abs((values[2 * index] * gradients[2 * index]).sum(axis=(1, 2)))
+            units[index] += np.abs((values[2 * index + 1] * gradients[2 * index + 1]).sum(axis=1))
     return heads, units
 
 
@@ -75,7 +74,9 @@ def head_and_unit_importance(classifier: keras.Model, backbone, batches: tf.data
 class PruneTask(PruningOptions, DistillTask):
     """Build with `PruneTask.of_export`: the teacher is the export being pruned, the student its pruned copy."""
 
-    plans: dict = field(default_factory=dict, repr=False, compare=False)  # the plan, measured once per run
+    # The export's weights and the pruning plan, read and measured once per run (the trainer may build
+    # the model several times: `auto`'s probe builds one per candidate setting).
+    plans: dict = field(default_factory=dict, repr=False, compare=False)
 
     name = "prune"
     summary = "prune a BERT classifier export's heads and feed-forward units, then recover by distillation from it"
@@ -119,7 +120,11 @@ class PruneTask(PruningOptions, DistillTask):
         backbone = backbone_from_hub(resolve_handle(self.encoder))
         encoder = build_encoder_model(backbone, model_name="encoder")
         classifier = build_bert_classifier(BertClassifierConfig(self.encoder, num_classes, self.pooling), encoder)
-        copy_saved_weights(classifier.trainable_weights, resolve_version(self.teacher))
+        if "weights" not in self.plans:
+            copy_saved_weights(classifier.trainable_weights, resolve_version(self.teacher))
+            self.plans["weights"] = [weight.numpy() for weight in classifier.trainable_weights]
+        for weight, value in zip(classifier.trainable_weights, self.plans["weights"]):
+            weight.assign(value)
         return classifier, backbone
 
     def build_model(self, data) -> keras.Model:
