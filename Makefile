@@ -6,15 +6,18 @@ PYTHON ?= python3
 VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/fromzero.installed
+# uv installs the same pinned requirements as pip, ~3x faster (measured: 23 s against 60 s on 2 cores),
+# compiling bytecode as pip does (a TensorFlow import takes twice as long without it).
+UV := uv==0.13.9
 
 .PHONY: setup run test bench serve notebooks lab clean
 
 setup:
 	@test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
 	@cat requirements.txt pyproject.toml | cmp -s - $(INSTALLED) || { \
-		$(VENV_PYTHON) -m pip install --upgrade pip && \
-		$(VENV_PYTHON) -m pip install -r requirements.txt && \
-		$(VENV_PYTHON) -m pip install --no-deps -e . && \
+		$(VENV_PYTHON) -m pip install --quiet "$(UV)" && \
+		$(VENV_PYTHON) -m uv pip install --python $(VENV_PYTHON) --compile-bytecode -r requirements.txt && \
+		$(VENV_PYTHON) -m uv pip install --python $(VENV_PYTHON) --no-deps -e . && \
 		cat requirements.txt pyproject.toml > $(INSTALLED); }
 
 run: setup

@@ -84,6 +84,9 @@ def generate_endpoints(decoder: IncrementalDecoder, tokenizer) -> tuple:
     400), sample, and decode the continuations."""
     vocab_size = tokenizer.vocab_size
 
+    # One traced graph serves both signatures: ``generate`` calls this function instead of tracing the
+    # sampling loop a second time (tracing the loop is most of an export's time for a small model).
+    @tf.function(input_signature=BATCH_INPUT_SIGNATURE, autograph=False)
     def generate_batch(prompts, max_new_tokens, temperature, top_k, seed):
         prompt_ids = tokenizer.encode(prompts)
         unknown = tf.boolean_mask(tokenizer.split(prompts).flat_values, tf.equal(prompt_ids.flat_values, 0))
