@@ -81,6 +81,10 @@ def test_exported_handles_fill_a_mask_and_fine_tune_like_any_handle(pretrained_t
     # A flag the user gives wins; an encoder without recommendations keeps the BERT defaults.
     assert dataclasses.replace(task, freeze_word_embeddings=True).word_embeddings_frozen()
     assert BertTask().defaults.learning_rate == 5e-5 and BertTask().word_embeddings_frozen()
+    # The encoder's learning rate is for full fine-tuning; LoRA and a frozen encoder train small matrices
+    # from zero and keep their own (measured) defaults, here and for any encoder.
+    for method, rate in (("lora", 3e-3), ("frozen", 1e-2)):
+        assert dataclasses.replace(task, finetune=method).defaults.learning_rate == rate == BertTask(finetune=method).defaults.learning_rate
     # The encoder was pretrained on 64 word pieces: a longer --max-seq-length is refused up front.
     with pytest.raises(UsageError, match="--max-seq-length 128 is longer than the 64 word pieces"):
         dataclasses.replace(task, max_seq_length=128).build_model(SimpleNamespace(num_classes=2))
