@@ -142,8 +142,8 @@ class BertTask(LoraOptions, Task):
         self.ensure_default_hub()
         config = self.text_config(data_dir, batch_size, seed, max_train_samples)
         data = self.batched(config, read_splits(config))
-        if self.recommended():
-            settings = ", ".join(f"{key} {value}" for key, value in self.recommended().items() if key != "why")
+        if recommended := self.recommended():
+            settings = ", ".join(f"{key} {value}" for key, value in recommended.items() if key != "why")
             data = replace(data, description=f"{data.description}; the encoder recommends {settings} (used where no flag says otherwise)")
         return data
 
@@ -220,8 +220,8 @@ class BertTask(LoraOptions, Task):
 
     def run_facts(self) -> dict:
         facts = {"finetune": self.finetune, "monitor": self.monitor, "word_embeddings": "fixed" if self.word_embeddings_frozen() else "trained"}
-        if self.recommended():
-            facts["encoder_recommends"] = {key: value for key, value in self.recommended().items() if key != "why"}
+        if recommended := self.recommended():
+            facts["encoder_recommends"] = {key: value for key, value in recommended.items() if key != "why"}
         if self.finetune == "lora":
             facts["lora"] = self.lora_facts()
         return facts
