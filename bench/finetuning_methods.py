@@ -4,8 +4,9 @@ machine, alternating, >= 3 rounds for medians.
 
 Every side fine-tunes the shared MiniLM on the same 4,000 shuffled SST-2 training sentences (seed 0)
 for 2 epochs, batch 16, at most 64 word pieces, AdamW with a linear warm-up (10 %) and decay, and is
-scored on the 872 dev sentences (`test.tsv` is never read). Learning rates, untuned: 5e-5 for full
-fine-tuning (the task's default), 1e-3 where only small matrices train (LoRA, PEFT, frozen). LoRA
+scored on the 872 dev sentences (`test.tsv` is never read). Learning rates: each method's default in
+`app.train bert` (`app.tasks.bert.LEARNING_RATES`: full 5e-5, LoRA 3e-3, frozen 1e-2, measured on this
+MiniLM), and PEFT at the LoRA rate, so the two LoRAs differ in implementation only. LoRA
 targets ``query`` and ``value`` with alpha = rank on both sides. Hugging Face runs in the venv of
 ``bash bench/setup_hf_peer.sh`` (torch, transformers, peft: never project dependencies).
 
@@ -31,7 +32,6 @@ from bert_vs_peers import PEER_VENV, run_hf_peer, sst2
 from common import alternate
 
 SEED, BATCH_SIZE, EPOCHS, MAX_LENGTH, WARMUP = 0, 16, 2, 64, 0.1
-FULL_LEARNING_RATE, SMALL_LEARNING_RATE = 5e-5, 1e-3
 
 
 def folder_bytes(folder: Path) -> int:
@@ -52,7 +52,7 @@ def train_side(workdir: Path, train_samples: int, finetune: str, rank: int, int8
     task_class = int8_base_task() if int8_base else BertTask
     task = task_class(finetune=finetune, lora_rank=rank, max_seq_length=MAX_LENGTH)
     config = TrainConfig(
-        epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=FULL_LEARNING_RATE if finetune == "full" else SMALL_LEARNING_RATE,
+        epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=None,  # None: the method's default rate
         seed=SEED, max_train_samples=train_samples, patience=EPOCHS, quiet=True, out=str(workdir / "saved"), runs_dir=str(workdir / "runs"),
     )
     summary = train(task, config).summary
@@ -87,11 +87,14 @@ def int8_base_task():
 
 
 def huggingface_peft(workdir: Path, train_samples: int, precision: str, versions: dict) -> dict:
-    """bench/hf_peer.py with PEFT's LoRA (rank 8 on query/value) in the peer venv, on the same sentences."""
+    """bench/hf_peer.py with PEFT's LoRA (rank 8 on query/value) in the peer venv, on the same sentences,
+    at the project's LoRA learning rate."""
+    from app.tasks.bert import LEARNING_RATES
+
     train_texts, train_labels, dev_texts, dev_labels = sst2(train_samples)
     figures = run_hf_peer(workdir, {
         "train_texts": train_texts, "train_labels": train_labels.tolist(), "dev_texts": dev_texts, "dev_labels": dev_labels.tolist(),
-        "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "learning_rate": SMALL_LEARNING_RATE, "seed": SEED, "epochs": EPOCHS,
+        "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "learning_rate": LEARNING_RATES["lora"], "seed": SEED, "epochs": EPOCHS,
         "warmup_fraction": WARMUP, "lora": {"rank": 8, "alpha": 8, "targets": ["query", "value"]},
     }, precision, versions)
     figures.pop("inference_samples_per_s")
@@ -102,6 +105,7 @@ SIDES = ("full", "lora4", "lora8", "lora16", "frozen", "lora8_int8_base", "peft8
 
 
 def main() -> None:
+    from app.tasks.bert import LEARNING_RATES
     from app.training import devices
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -146,7 +150,7 @@ def main() -> None:
         )
     settings = {
         "rounds": args.rounds, "train_samples": args.train_samples, "epochs": EPOCHS, "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH,
-        "learning_rates": {"full": FULL_LEARNING_RATE, "lora_peft_frozen": SMALL_LEARNING_RATE},
+        "learning_rates": {**LEARNING_RATES, "peft": LEARNING_RATES["lora"]},
     }
     print(json.dumps({"bench": "finetuning_methods", **cpu, **settings, **results, "ratios": ratios, "versions": versions, "notes": notes}),
           flush=True)
