@@ -9,6 +9,7 @@ masked once and cached, so their loss is comparable from epoch to epoch.
 For next-sentence prediction (`data_pipelines.next_sentence`) each pair is packed as
 ``[CLS] A [SEP] B [SEP]`` with segment ids 0 for ``[CLS] A [SEP]`` and 1 for ``B [SEP]`` (the
 preprocessor trims the longer segment first), masked the same way, with its ``is_next`` label.
+Training pairs are drawn anew each epoch, so they are tokenized each epoch too (not cached).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras_hub
+import numpy as np
 import tensorflow as tf
 
 from data_pipelines.batching import as_dense, group_by_length, with_counted_length
-from data_pipelines.next_sentence import SentencePairs
+from data_pipelines.next_sentence import PairCandidates, SentencePairs
 
 TOKENIZE_BATCH = 1024
 
@@ -35,8 +37,9 @@ class MaskingConfig:
     max_length: int = 128
     batch_size: int = 32
     mask_rate: float = 0.15
-    # A fixed number of predicted positions per line (padded with weight 0): fixed shapes for the
-    # head; 20 covers 15 % of a 128-piece line, and SST-2's lines average ~13 pieces.
+    # A fixed number of predicted positions per example (padded with weight 0): fixed shapes for the
+    # head; 8 covers 15 % of a line of up to 53 pieces (SST-2's lines average ~13). Segment pairs,
+    # ~100 pieces, need more (app.tasks.mlm).
     mask_selection_length: int = 8
 
 
@@ -50,8 +53,12 @@ def packed_word_ids(lines: list[str], preprocessor, max_length: int) -> tf.data.
     return tf.data.Dataset.from_tensor_slices(lines).batch(TOKENIZE_BATCH).map(pack).unbatch().map(as_dense).cache()
 
 
-def packed_pairs(pairs: SentencePairs, preprocessor, max_length: int) -> tf.data.Dataset:
-    """Each pair as ``([CLS] A [SEP] B [SEP]`` ids, their segment ids, ``is_next``) at its own length."""
+def packed_pairs(pairs: SentencePairs | PairCandidates, preprocessor, max_length: int, seed: int = 0) -> tf.data.Dataset:
+    """Each pair as ``([CLS] A [SEP] B [SEP]`` ids, their segment ids, ``is_next``) at its own length.
+
+    Fixed `SentencePairs` are packed once and cached; `PairCandidates` are drawn anew (from ``seed``)
+    each time the dataset is iterated, that is every epoch.
+    """
 
     def pack(first, second, is_next):
         segments = [preprocessor.tokenize(first), preprocessor.tokenize(second)]
@@ -60,8 +67,18 @@ def packed_pairs(pairs: SentencePairs, preprocessor, max_length: int) -> tf.data
         ragged = (tf.RaggedTensor.from_tensor(inputs[name], lengths=lengths) for name in ("input_word_ids", "input_type_ids"))
         return *ragged, is_next
 
-    slices = (pairs.first, pairs.second, tf.constant(pairs.is_next, tf.int32))
-    return tf.data.Dataset.from_tensor_slices(slices).batch(TOKENIZE_BATCH).map(pack).unbatch().map(as_dense).cache()
+    if isinstance(pairs, SentencePairs):
+        slices = (pairs.first, pairs.second, tf.constant(pairs.is_next, tf.int32))
+        return tf.data.Dataset.from_tensor_slices(slices).batch(TOKENIZE_BATCH).map(pack).unbatch().map(as_dense).cache()
+    draws = np.random.default_rng(seed)
+
+    def drawn_pairs():
+        drawn = pairs.draw(draws)
+        yield from zip(drawn.first, drawn.second, drawn.is_next)
+
+    signature = (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32))
+    examples = tf.data.Dataset.from_generator(drawn_pairs, output_signature=signature)
+    return examples.batch(TOKENIZE_BATCH).map(pack).unbatch().map(as_dense)
 
 
 def masked_lm_batches(lines: list[str], preprocessor, config: MaskingConfig, shuffle_seed: int | None) -> tf.data.Dataset:
@@ -73,11 +90,14 @@ def masked_lm_batches(lines: list[str], preprocessor, config: MaskingConfig, shu
     return _masked_batches(packed_word_ids(lines, preprocessor, config.max_length), config, shuffle_seed)
 
 
-def masked_pair_batches(pairs: SentencePairs, preprocessor, config: MaskingConfig, shuffle_seed: int | None) -> tf.data.Dataset:
+def masked_pair_batches(
+    pairs: SentencePairs | PairCandidates, preprocessor, config: MaskingConfig, shuffle_seed: int | None
+) -> tf.data.Dataset:
     """``(inputs, targets, weights)`` batches for `models.bert.masked_lm.build_pretrainer` with
     next-sentence prediction: targets and weights are keyed by its outputs ``mlm`` (masked
-    word ids, 1 for the masked positions) and ``nsp`` (``is_next``, 1 for every pair)."""
-    return _masked_batches(packed_pairs(pairs, preprocessor, config.max_length), config, shuffle_seed)
+    word ids, 1 for the masked positions) and ``nsp`` (``is_next``, 1 for every pair). Training
+    passes `PairCandidates` (new pairs each epoch), held-out scoring fixed `SentencePairs`."""
+    return _masked_batches(packed_pairs(pairs, preprocessor, config.max_length, shuffle_seed or 0), config, shuffle_seed)
 
 
 def _masked_batches(examples: tf.data.Dataset, config: MaskingConfig, shuffle_seed: int | None) -> tf.data.Dataset:

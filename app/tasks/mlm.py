@@ -12,6 +12,7 @@ which the NSP head reads, is trained and exported.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import keras
 import numpy as np
 
 from app.common import paths
-from app.common.cli import unit_weight
+from app.common.cli import positive_int, unit_weight
 from app.common.errors import UsageError
 from app.exports.hub import export_hub
 from app.tasks.base import Task, TaskData, TrainDefaults, option
@@ -34,6 +35,7 @@ from models.bert.vocabulary import VOCAB_FILE
 
 WARMUP_FRACTION = 0.06
 OBJECTIVES = ("mlm", "mlm+nsp")
+SEGMENT_WORDS = 30
 # Exported beside the encoder (app.exports.hub.read_fine_tuning): what app.train bert needs to fine-tune
 # an encoder pretrained this briefly, used unless the user's flags say otherwise.
 # Measured on the default tiny pair (SST-2, 4,000 sentences, 2 epochs): dev 0.750 / 0.743 / 0.733 (seeds 0-2)
@@ -75,6 +77,10 @@ class MaskedLmTask(Task):
         0.5, "alpha in L = alpha * L_MLM + (1 - alpha) * L_NSP (mlm+nsp): 0.5 weighs the two equally, as BERT's plain sum does",
         type=unit_weight,
     )
+    segment_words: int = option(
+        SEGMENT_WORDS, "mlm+nsp: a segment is consecutive lines joined until it holds this many words (1: single lines)",
+        type=positive_int,
+    )
 
     name = "mlm"
     summary = "pretrain a BERT encoder from random weights by masked language modelling"
@@ -86,6 +92,8 @@ class MaskedLmTask(Task):
             raise UsageError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
         if not 0 <= self.nsp_weight <= 1:
             raise UsageError(f"--nsp-weight is a weight in [0, 1], not {self.nsp_weight}")
+        if self.segment_words < 1:
+            raise UsageError(f"--segment-words must be a positive integer, not {self.segment_words}")
         config = self.model_config(vocab_size=1)
         if config.hidden_dim % config.num_heads:
             raise UsageError(f"--hidden-dim {config.hidden_dim} is not divisible by --num-heads {config.num_heads}")
@@ -134,10 +142,13 @@ class MaskedLmTask(Task):
             special_ids=tuple(vocabulary.index(token) for token in ("[PAD]", "[CLS]", "[SEP]")),
             max_length=self.max_length,
             batch_size=batch_size,
+            # A pair of segments is ~100 word pieces (a line ~13): room to predict 15 % of a full-length one.
+            **({"mask_selection_length": math.ceil(MaskingConfig.mask_rate * self.max_length)} if self.next_sentence else {}),
         )
         if self.next_sentence:
-            examples, held_out_examples = next_sentence_pairs(corpus, seed)
-            batches, unit = masked_pair_batches, "segment pairs, half of them consecutive"
+            examples, held_out_examples = next_sentence_pairs(corpus, seed, self.segment_words)
+            batches = masked_pair_batches
+            unit = f"segment pairs of >= {self.segment_words} words each, half of them consecutive, drawn anew each epoch"
         else:
             examples, held_out_examples = corpus.train, corpus.held_out
             batches, unit = masked_lm_batches, "lines"
@@ -200,7 +211,8 @@ class MaskedLmTask(Task):
         return {f"heldout_{name}": float(evaluation[logged]) for name, logged in names.items()}
 
     def run_facts(self) -> dict:
-        return {"objective": self.objective, **({"nsp_weight": self.nsp_weight} if self.next_sentence else {})}
+        pairs = {"nsp_weight": self.nsp_weight, "segment_words": self.segment_words} if self.next_sentence else {}
+        return {"objective": self.objective, **pairs}
 
     def export(self, model: keras.Model, data: MaskedLmData, out: str) -> Path:
         """TF-Hub handles with the official interface, including ``encoder.mlm`` (the pretrained head);

@@ -29,6 +29,20 @@ def line_number(text: str) -> int:
     return int(text.split()[1])
 
 
+def check_pairs(pairs, starts_held_out: bool, held_out: set[int], lines_per_segment: int = 1) -> None:
+    """Exactly half consecutive, the others far in the same document; held-out lines only where allowed."""
+    first, second = map(np.array, ([line_number(text) for text in pairs.first], [line_number(text) for text in pairs.second]))
+    labels = np.array(pairs.is_next)
+    assert labels.sum() == len(pairs) // 2 and len(pairs) > 0  # exactly half consecutive
+    assert (second[labels == 1] == first[labels == 1] + lines_per_segment).all()
+    assert (np.abs(second[labels == 0] - first[labels == 0]) >= NUMBERED_LINES // 4).all()  # far in the same document
+    assert all((index in held_out) == starts_held_out for index in first)
+    segments = [range(start, start + lines_per_segment) for start in second]
+    assert not held_out & {line for segment in segments for line in segment}  # every B is training text
+    if not starts_held_out:
+        assert not held_out & {line for start in first for line in range(start, start + lines_per_segment)}
+
+
 def test_pairs_are_half_consecutive_half_far_and_never_mix_held_out_lines(numbered_corpus):
     from data_pipelines.corpus import held_out_indices, load_corpus
     from data_pipelines.next_sentence import next_sentence_pairs
@@ -36,17 +50,27 @@ def test_pairs_are_half_consecutive_half_far_and_never_mix_held_out_lines(number
     corpus = load_corpus(numbered_corpus)
     assert [len(document) for document in corpus.documents] == [NUMBERED_LINES, 1, 1]
     held_out = held_out_indices(NUMBERED_LINES + 2)
-    train, heldout = next_sentence_pairs(corpus, seed=0)
-    for pairs, starts_held_out in ((train, False), (heldout, True)):
-        first, second = map(np.array, ([line_number(text) for text in pairs.first], [line_number(text) for text in pairs.second]))
-        labels = np.array(pairs.is_next)
-        assert labels.sum() == len(pairs) // 2 and len(pairs) > 0  # exactly half consecutive
-        assert (second[labels == 1] == first[labels == 1] + 1).all()
-        assert (np.abs(second[labels == 0] - first[labels == 0]) >= NUMBERED_LINES // 4).all()  # far in the same document
-        assert all((index in held_out) == starts_held_out for index in first) and not held_out & set(second)
-    assert len(train) == NUMBERED_LINES - 1 - 2 * len(heldout)  # every A with a training next line, but the held-out ones
-    again, other = next_sentence_pairs(corpus, seed=0)[0], next_sentence_pairs(corpus, seed=1)[0]
-    assert again == train and other.is_next != train.is_next
+    candidates, heldout = next_sentence_pairs(corpus, seed=0)
+    first_epoch, second_epoch = (candidates.draw(np.random.default_rng(0)) for _ in range(2))
+    for pairs, starts_held_out in ((first_epoch, False), (heldout, True)):
+        check_pairs(pairs, starts_held_out, held_out)
+    assert len(candidates) == NUMBERED_LINES - 1 - 2 * len(heldout)  # every A with a training next line, but the held-out ones
+    # Each epoch draws again: the same As, other Bs; the held-out pairs depend on the seed only.
+    third_epoch = candidates.draw(np.random.default_rng(1))
+    assert first_epoch == second_epoch and third_epoch.first == first_epoch.first and third_epoch.is_next != first_epoch.is_next
+    assert next_sentence_pairs(corpus, seed=0)[1] == heldout != next_sentence_pairs(corpus, seed=1)[1]
+
+
+def test_segments_join_consecutive_lines_up_to_the_word_count(numbered_corpus):
+    from data_pipelines.corpus import held_out_indices, load_corpus
+    from data_pipelines.next_sentence import next_sentence_pairs
+
+    held_out = held_out_indices(NUMBERED_LINES + 2)
+    candidates, heldout = next_sentence_pairs(load_corpus(numbered_corpus), seed=0, segment_words=5)  # "line k": 2 words a line
+    pairs = candidates.draw(np.random.default_rng(0))
+    assert all(text == " ".join(f"line {line_number(text) + offset}" for offset in range(3)) for text in pairs.first + pairs.second)
+    for drawn, starts_held_out in ((pairs, False), (heldout, True)):
+        check_pairs(drawn, starts_held_out, held_out, lines_per_segment=3)
 
 
 def test_pairs_are_packed_with_segment_ids_and_masked_with_their_labels(numbered_corpus, small_vocab):
@@ -56,7 +80,8 @@ def test_pairs_are_packed_with_segment_ids_and_masked_with_their_labels(numbered
     from models.bert.preprocessor import build_preprocessor
 
     preprocessor = build_preprocessor(small_vocab[0] / "vocab.txt", True, 64)
-    pairs = next_sentence_pairs(load_corpus(numbered_corpus), seed=0)[0].sample(range(64))
+    candidates = next_sentence_pairs(load_corpus(numbered_corpus), seed=0)[0].sample(range(64))
+    pairs = candidates.draw(np.random.default_rng(0))
     special = preprocessor.get_special_tokens_dict()
     cls, sep = int(special["start_of_sequence_id"]), int(special["end_of_segment_id"])
     for (word_ids, segment_ids, is_next), label in zip(packed_pairs(pairs, preprocessor, 64).take(20), pairs.is_next):
@@ -73,6 +98,14 @@ def test_pairs_are_packed_with_segment_ids_and_masked_with_their_labels(numbered
         assert (weights["nsp"].numpy() == 1).all() and int(tf.reduce_max(inputs["segment_ids"])) == 1
         labels += targets["nsp"].numpy().tolist()
     assert sorted(labels) == sorted(pairs.is_next)  # every pair once, with its own label
+
+    # From the candidates (training): every A once per epoch, half of them consecutive, other Bs each epoch.
+    epochs = [[(ids.numpy().tolist(), int(is_next)) for ids, _, is_next in epoch] for epoch in [packed_pairs(candidates, preprocessor, 64)] * 2]
+    assert [sum(is_next for _, is_next in epoch) for epoch in epochs] == [32, 32] and epochs[0] != epochs[1]
+    first_segments = [[ids[: ids.index(sep) + 1] for ids, _ in epoch] for epoch in epochs]
+    assert first_segments[0] == first_segments[1]
+    masked = [int(batch[1]["nsp"].numpy().sum()) for batch in masked_pair_batches(candidates, preprocessor, config, shuffle_seed=0)]
+    assert sum(masked) == 32 and len(masked) == 2
 
 
 def test_mlm_nsp_run_reports_both_accuracies_and_exports_the_trained_pooler(small_vocab, small_corpus, tmp_path):
@@ -122,6 +155,7 @@ def test_bad_nsp_input_is_one_error_line(small_vocab, tmp_path):
     for argv, message in [
         (("--objective", "nsp"), "argument --objective: invalid choice: 'nsp' (choose from 'mlm', 'mlm+nsp')"),
         (("--objective", "mlm+nsp", "--nsp-weight", "1.5"), "argument --nsp-weight: a weight in [0, 1], not 1.5"),
+        (("--objective", "mlm+nsp", "--segment-words", "0"), "argument --segment-words: must be a positive integer, not 0"),
         (("--objective", "mlm+nsp", "--corpus", str(short)), "next-sentence prediction needs documents of at least 4 lines"),
     ]:
         result = run_in_process("app.train", "mlm", *argv, *common)
