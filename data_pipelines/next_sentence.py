@@ -90,7 +90,8 @@ def next_sentence_pairs(corpus: Corpus, seed: int, segment_words: int = 1) -> tu
             f"next-sentence prediction needs documents of at least {MIN_DOCUMENT_LINES} lines that follow one another; "
             f"{', '.join(corpus.sources)} has none (a text file is one document, a TSV's sentences are one line each)"
         )
-    training, held = (PairCandidates(segments, *(list(values) for values in zip(*candidates[kind]))) for kind in (False, True))
+    # (A, the window after it, far windows) triples as columns; a small corpus may have no held-out A.
+    training, held = (PairCandidates(segments, *([found[column] for found in candidates[kind]] for column in range(3))) for kind in (False, True))
     return training, held.draw(np.random.default_rng(seed))
 
 

@@ -29,13 +29,13 @@ def line_number(text: str) -> int:
     return int(text.split()[1])
 
 
-def check_pairs(pairs, starts_held_out: bool, held_out: set[int], lines_per_segment: int = 1) -> None:
+def check_pairs(pairs, starts_held_out: bool, held_out: set[int], lines_per_segment: int = 1, lines: int = NUMBERED_LINES) -> None:
     """Exactly half consecutive, the others far in the same document; held-out lines only where allowed."""
     first, second = map(np.array, ([line_number(text) for text in pairs.first], [line_number(text) for text in pairs.second]))
     labels = np.array(pairs.is_next)
     assert labels.sum() == len(pairs) // 2 and len(pairs) > 0  # exactly half consecutive
     assert (second[labels == 1] == first[labels == 1] + lines_per_segment).all()
-    assert (np.abs(second[labels == 0] - first[labels == 0]) >= NUMBERED_LINES // 4).all()  # far in the same document
+    assert (np.abs(second[labels == 0] - first[labels == 0]) >= lines // 4).all()  # far in the same document
     assert all((index in held_out) == starts_held_out for index in first)
     segments = [range(start, start + lines_per_segment) for start in second]
     assert not held_out & {line for segment in segments for line in segment}  # every B is training text
@@ -71,6 +71,17 @@ def test_segments_join_consecutive_lines_up_to_the_word_count(numbered_corpus):
     assert all(text == " ".join(f"line {line_number(text) + offset}" for offset in range(3)) for text in pairs.first + pairs.second)
     for drawn, starts_held_out in ((pairs, False), (heldout, True)):
         check_pairs(drawn, starts_held_out, held_out, lines_per_segment=3)
+
+
+def test_a_short_document_gives_training_pairs_without_held_out_ones(tmp_path):
+    from data_pipelines.corpus import load_corpus
+    from data_pipelines.next_sentence import next_sentence_pairs
+
+    short = tmp_path / "short.txt"
+    short.write_text("".join(f"line {index}\n" for index in range(20)))  # held out: line 19 only, which has no next line
+    candidates, heldout = next_sentence_pairs(load_corpus([str(short)]), seed=0, segment_words=2)
+    assert len(candidates) == 18 and len(heldout) == 0
+    check_pairs(candidates.draw(np.random.default_rng(0)), False, {19}, lines=20)
 
 
 def test_pairs_are_packed_with_segment_ids_and_masked_with_their_labels(numbered_corpus, small_vocab):
