@@ -86,15 +86,12 @@ def int8_base_task():
     return Int8Base
 
 
-def huggingface_peft(workdir: Path, train_samples: int, precision: str, versions: dict) -> dict:
-    """bench/hf_peer.py with PEFT's LoRA (rank 8 on query/value) in the peer venv, on the same sentences,
-    at the project's LoRA learning rate."""
-    from app.tasks.bert import LEARNING_RATES
-
+def huggingface_peft(workdir: Path, train_samples: int, precision: str, learning_rate: float, versions: dict) -> dict:
+    """bench/hf_peer.py with PEFT's LoRA (rank 8 on query/value) in the peer venv, on the same sentences."""
     train_texts, train_labels, dev_texts, dev_labels = sst2(train_samples)
     figures = run_hf_peer(workdir, {
         "train_texts": train_texts, "train_labels": train_labels.tolist(), "dev_texts": dev_texts, "dev_labels": dev_labels.tolist(),
-        "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "learning_rate": LEARNING_RATES["lora"], "seed": SEED, "epochs": EPOCHS,
+        "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "learning_rate": learning_rate, "seed": SEED, "epochs": EPOCHS,
         "warmup_fraction": WARMUP, "lora": {"rank": 8, "alpha": 8, "targets": ["query", "value"]},
     }, precision, versions)
     figures.pop("inference_samples_per_s")
@@ -121,8 +118,8 @@ def main() -> None:
         "frozen": lambda workdir: project(workdir, args.train_samples, "frozen"),
         "lora8_int8_base": lambda workdir: project(workdir, args.train_samples, "lora", 8, int8_base=True),
         **{f"lora{rank}": (lambda workdir, rank=rank: project(workdir, args.train_samples, "lora", rank)) for rank in (4, 8, 16)},
-        **{f"peft8_{precision}": (lambda workdir, precision=precision: huggingface_peft(workdir, args.train_samples, precision, versions))
-           for precision in ("fp32", "bf16")},
+        **{f"peft8_{precision}": (lambda workdir, precision=precision: huggingface_peft(
+            workdir, args.train_samples, precision, LEARNING_RATES["lora"], versions)) for precision in ("fp32", "bf16")},
     }
     wanted = [name for name in SIDES if name in args.sides.split(",")]
     if not (PEER_VENV / "bin" / "python").is_file():
