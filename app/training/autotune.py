@@ -123,7 +123,7 @@ def probe(
     ``MIN_TIMED_STEPS`` steps; returns samples/s of the timed steps (0 for a candidate that failed).
     Stops after the plainest when the whole run would take under ``MIN_RUN_SECONDS`` with it."""
     say(f"auto: timing {len(options)} settings on this model: " + ", ".join(option.label for option in options))
-    dataset = probe_data().repeat()
+    dataset = probe_batches(probe_data())
     batch = next(iter(dataset))[0]
     batch_size = int(tf.nest.flatten(batch)[0].shape[0])
     timings = {}
@@ -139,6 +139,16 @@ def probe(
         if len(timings) == 1 and timings[option.label] and run_steps * batch_size / timings[option.label] < MIN_RUN_SECONDS:
             break
     return timings
+
+
+def probe_batches(data: tf.data.Dataset) -> tf.data.Dataset:
+    """The first ``1 + MIN_TIMED_STEPS`` training batches, read once into memory and repeated: every
+    candidate trains on the same batches (lengths vary from batch to batch with length grouping), and
+    none pays for the input pipeline's start (a shuffle buffer to fill, pairs to draw) in its timing."""
+    batches = data.take(1 + MIN_TIMED_STEPS).cache()
+    for _ in batches:  # fills the cache
+        pass
+    return batches.repeat()
 
 
 class _StepClock(keras.callbacks.Callback):

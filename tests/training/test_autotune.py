@@ -58,3 +58,15 @@ def test_auto_times_each_setting_keeps_the_fastest_and_a_second_run_reads_the_ca
     assert second["auto"]["samples_per_s"] == timings and second["auto"]["chosen"] == auto["chosen"]
     other = train(MnistTask(dropout_rate=0.0), replace(config, mixed_precision="off")).summary  # another model: probed anew
     assert other["auto"]["decided_by"].startswith("probe") and other["precision"] == "float32"
+
+
+def test_every_candidate_is_timed_on_the_same_batches_read_before_the_clock_starts():
+    import tensorflow as tf
+
+    # Reshuffled each iteration and of varying length, like length-grouped training batches.
+    reshuffled = tf.data.Dataset.range(1, 40).shuffle(40, reshuffle_each_iteration=True).map(lambda n: tf.range(n))
+    batches = autotune.probe_batches(reshuffled)
+    first, second = ([tensor.numpy().tolist() for tensor in batches.take(2 * (1 + autotune.MIN_TIMED_STEPS))] for _ in range(2))
+    assert first == second  # a second candidate sees exactly the first one's batches
+    assert first[: 1 + autotune.MIN_TIMED_STEPS] == first[1 + autotune.MIN_TIMED_STEPS:]  # repeated
+    assert len({len(batch) for batch in first}) > 1  # of varying length, not one batch over and over
