@@ -44,9 +44,6 @@ class SentencePairs:
     def __len__(self) -> int:
         return len(self.first)
 
-    def sample(self, indices) -> SentencePairs:
-        return SentencePairs(*([values[index] for index in indices] for values in (self.first, self.second, self.is_next)))
-
 
 @dataclass(frozen=True)
 class PairCandidates:
