@@ -35,7 +35,7 @@ import keras
 import tensorflow as tf
 
 from models.bert.encoder import KERAS_BACKBONE_ASSET, build_encoder_model
-from models.bert.preprocessor import BERT_INPUTS, DEFAULT_SEQ_LENGTH, build_preprocessor
+from models.bert.preprocessor import BERT_INPUTS, DEFAULT_SEQ_LENGTH, build_preprocessor, trace_for_saving
 
 # Beside an encoder exported by app.train mlm: the fine-tuning settings it was measured to need, which
 # app.train bert uses where the user's flags do not say otherwise (TF-Hub and TF Serving ignore assets.extra/).
@@ -143,7 +143,7 @@ def export_hub(
         backbone_config = Path(scratch) / KERAS_BACKBONE_ASSET
         backbone_config.write_text(json.dumps(keras.saving.serialize_keras_object(backbone), indent=1))
         for name, obj in (
-            ("preprocessor", build_preprocessor(vocab_file, lower_case, seq_length)),
+            ("preprocessor", trace_for_saving(build_preprocessor(vocab_file, lower_case, seq_length))),
             ("encoder", build_encoder(backbone, vocab_file, lower_case, backbone_config, masked_lm_head)),
         ):
             staging, target = out / f".{name}.staging", out / name

@@ -3,7 +3,7 @@ lower-cased as BERT's reference tokenizer) -> packed ``input_word_ids`` / ``inpu
 
 `build_preprocessor` is the TF-Hub object itself (``__call__``, ``tokenize``, ``bert_pack_inputs``,
 ``get_special_tokens_dict``, on the root and, as officially, on ``tokenize``; `app.exports.hub` saves
-it); `BertTextPreprocessing` is the Keras layer that runs a loaded preprocessor inside a serving model.
+it after `trace_for_saving`); `BertTextPreprocessing` is the Keras layer that runs a loaded preprocessor inside a serving model.
 """
 
 from __future__ import annotations
@@ -87,10 +87,6 @@ def build_preprocessor(vocab_file: Path, lower_case: bool, seq_length: int = DEF
     tokenizer = tf_text.BertTokenizer(table, lower_case=False, token_out_type=tf.int32, unknown_token="[UNK]")
     pack = BertPackInputs(*(special_tokens[name] for name in ("start_of_sequence_id", "end_of_segment_id", "padding_id")))
     pack.__call__ = tf.function(pack.__call__)
-    for rank in (2, 3):
-        segment = tf.RaggedTensorSpec([None] * rank, tf.int32, ragged_rank=rank - 1)
-        for count in (1, 2):
-            pack.__call__.get_concrete_function([segment] * count, tf.TensorSpec([], tf.int32))
 
     root = tf.Module()
     root.tokenize = tokenize = Tokenize(tokenizer, lower_case, special_tokens)
@@ -104,6 +100,17 @@ def build_preprocessor(vocab_file: Path, lower_case: bool, seq_length: int = DEF
     root.__call__ = root.serve = root.serving_default = preprocess
     root.get_special_tokens_dict = tokenize.get_special_tokens_dict
     return root
+
+
+def trace_for_saving(preprocessor: tf.Module) -> tf.Module:
+    """Trace ``bert_pack_inputs`` for one and two segments, of word pieces or of words' pieces, with
+    ``seq_length`` a tensor, as the official handle offers it: a SavedModel keeps only traced forms.
+    (In memory each call traces on demand, so `build_preprocessor` leaves this to the exporter.)"""
+    for rank in (2, 3):
+        segment = tf.RaggedTensorSpec([None] * rank, tf.int32, ragged_rank=rank - 1)
+        for count in (1, 2):
+            preprocessor.bert_pack_inputs.__call__.get_concrete_function([segment] * count, tf.TensorSpec([], tf.int32))
+    return preprocessor
 
 
 class BertTextPreprocessing(keras.layers.Layer):
