@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.support.builds import CORPUS_LINES, VOCAB_SIZE, build_once, train_once
-from tests.support.paths import MINILM, SHARED_DATA
+from tests.support.paths import MINILM, REPO_ROOT, SHARED_DATA
 from tests.support.slurm import slurm_cluster  # noqa: F401 (a fixture: a one-node Slurm cluster)
 
 os.environ["FROMZERO_OFFLINE"] = "1"  # tests never touch the network
@@ -50,18 +50,21 @@ def trained_gpt(shared_builds):
 
 
 @pytest.fixture(scope="session")
-def minilm_hub(shared_builds):
-    """The shared MiniLM exported in TF-Hub format, once per run: (out folder, keras-hub backbone)."""
+def minilm_hub(shared_builds) -> Path:
+    """The shared MiniLM exported in TF-Hub format once per run, by this run's code, where the app looks
+    for it by default (``saved_models/hub/minilm_l6``): notebook 3, which the serving notebook's test
+    runs, then finds it there instead of exporting it a second time."""
+    from app.common.paths import MINILM_HUB
     from app.exports.hub import export_hub
     from models.bert.encoder import load_backbone
     from models.bert.vocabulary import read_vocabulary
 
     def build(folder):
         vocab_file, lower_case = read_vocabulary(MINILM)
-        export_hub(load_backbone(MINILM), vocab_file, lower_case, folder / "minilm")
-        return {"out": str(folder / "minilm")}
+        export_hub(load_backbone(MINILM), vocab_file, lower_case, REPO_ROOT / MINILM_HUB)
+        return {"out": str(REPO_ROOT / MINILM_HUB)}
 
-    return Path(build_once(shared_builds / "minilm_hub", build)["out"]), load_backbone(MINILM)
+    return Path(build_once(shared_builds / "minilm_hub", build)["out"])
 
 
 @pytest.fixture(scope="session")
