@@ -137,21 +137,27 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
-def check_against_savedmodel(export_dir: Path, model_path: Path, quantization: str) -> float:
-    """Largest difference in class probability between the LiteRT model and the SavedModel on
-    `CHECK_SENTENCES`; the word-piece counts must be equal (same tokenizer)."""
+def savedmodel_answers(export_dir: Path) -> dict:
+    """The SavedModel's class probabilities on `CHECK_SENTENCES` (and its word-piece counts, where it
+    has that signature): what each of its LiteRT models must reproduce. Loaded once per compression."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(export_dir))
     texts = tf.constant(CHECK_SENTENCES)
+    answers = {"probabilities": loaded.signatures["serving_default"](text=texts)["probabilities"].numpy()}
+    if "word_piece_counts" in loaded.signatures:
+        answers["word_pieces"] = loaded.signatures["word_piece_counts"](text=texts)["word_pieces"].numpy()
+    return answers
+
+
+def check_against_savedmodel(export_dir: Path, model_path: Path, quantization: str, expected: dict) -> float:
+    """Largest difference in class probability between the LiteRT model and the SavedModel's
+    ``expected`` answers (`savedmodel_answers`); the word-piece counts must be equal (same tokenizer)."""
     classifier = LiteRtClassifier(model_path)
     token_ids = classifier.token_ids(CHECK_SENTENCES)
-    if "word_piece_counts" in loaded.signatures:
-        expected = loaded.signatures["word_piece_counts"](text=texts)["word_pieces"].numpy()
-        if not np.array_equal(expected, token_ids["input_mask"].sum(axis=1)):
-            raise CommandFailed(f"the tokenizer rebuilt from {export_dir}/assets/vocab.txt does not match the export's; not compressing")
-    expected = loaded.signatures["serving_default"](text=texts)["probabilities"].numpy()
-    difference = float(np.abs(classifier.classify_token_ids(token_ids) - expected).max())
+    if "word_pieces" in expected and not np.array_equal(expected["word_pieces"], token_ids["input_mask"].sum(axis=1)):
+        raise CommandFailed(f"the tokenizer rebuilt from {export_dir}/assets/vocab.txt does not match the export's; not compressing")
+    difference = float(np.abs(classifier.classify_token_ids(token_ids) - expected["probabilities"]).max())
     if difference > MAX_PROBABILITY_DIFFERENCE[quantization]:
         raise CommandFailed(f"{model_path} answers differ from the SavedModel's by {difference:.3f} in probability; not kept")
     return difference
@@ -172,12 +178,12 @@ def compress_export(export_dir: Path, metadata: dict, quantizations=QUANTIZATION
     models = {quantization: f"{quantization}.tflite" for quantization in quantizations}
     (out / DESCRIPTION_FILE).write_text(json.dumps(describe(metadata, export_dir, models), indent=2))
     variables = folder_bytes(export_dir / "variables")
-    report = {}
+    report, expected = {}, savedmodel_answers(export_dir)
     for quantization, filename in models.items():
         print(f"converting {export_dir} to LiteRT {quantization} ...", flush=True)
         write_atomically(out / filename, convert(export_dir, quantization))
         size = (out / filename).stat().st_size
-        difference = check_against_savedmodel(export_dir, out / filename, quantization)
+        difference = check_against_savedmodel(export_dir, out / filename, quantization, expected)
         print(f"  {out / filename}: {size / 1e6:.1f} MB ({variables / size:.2f}x smaller than the SavedModel's variables); "
               f"probabilities within {difference:.4f} of the SavedModel on {len(CHECK_SENTENCES)} sentences", flush=True)
         report[quantization] = {"path": str(out / filename), "bytes": size, "size_ratio": round(variables / size, 2),
