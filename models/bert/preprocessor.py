@@ -3,7 +3,8 @@ lower-cased as BERT's reference tokenizer) -> packed ``input_word_ids`` / ``inpu
 
 `build_preprocessor` is the TF-Hub object itself (``__call__``, ``tokenize``, ``bert_pack_inputs``,
 ``get_special_tokens_dict``, on the root and, as officially, on ``tokenize``; `app.exports.hub` saves
-it after `trace_for_saving`); `BertTextPreprocessing` is the Keras layer that runs a loaded preprocessor inside a serving model.
+it after `trace_for_saving`); `BertTextPreprocessing` is the Keras layer that runs a loaded
+preprocessor inside a serving model.
 """
 
 from __future__ import annotations
