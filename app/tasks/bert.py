@@ -24,7 +24,7 @@ from data_pipelines.errors import DataError
 from data_pipelines.text_classification import TextClassificationConfig, load_text_classification, read_splits
 from models.bert.classifier import BertClassifierConfig, build_bert_classifier, build_text_classifier, encoder_positions
 from models.bert.encoder import backbone_from_hub, build_encoder_model, has_keras_form
-from models.bert.preprocessor import BERT_INPUTS
+from models.bert.preprocessor import BERT_INPUTS, load_preprocessor
 from models.hub_layer import resolve_handle
 
 FINETUNE_METHODS = ("full", "lora", "frozen")
@@ -161,7 +161,7 @@ class BertTask(LoraOptions, Task):
 
     def batched(self, config: TextClassificationConfig, splits, num_classes: int | None = None) -> ClassificationData:
         """Tokenize the splits with the preprocessor and batch them by length."""
-        preprocessor = tf.saved_model.load(resolve_handle(self.preprocessor))
+        preprocessor = load_preprocessor(self.preprocessor)
         train, validation, train_split, validation_split = load_text_classification(config, preprocessor, splits)
         num_classes = num_classes or int(max(train_split.labels.max(), validation_split.labels.max())) + 1
         if num_classes > len(self.label_names):

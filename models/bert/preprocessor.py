@@ -9,6 +9,8 @@ preprocessor inside a serving model.
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
 import keras
@@ -114,6 +116,20 @@ def trace_for_saving(preprocessor: tf.Module) -> tf.Module:
     return preprocessor
 
 
+def load_preprocessor(handle: str) -> tf.Module:
+    """The preprocessor SavedModel at ``handle``, loaded once per process: a load takes ~1 s (its
+    many traced functions), and a training needs it for its data and again in the serving model it
+    exports. A folder exported again since is loaded again."""
+    path = resolve_handle(handle)
+    written = os.stat(os.path.join(path, "saved_model.pb"))
+    return _load_saved_model(path, written.st_mtime_ns, written.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_saved_model(path: str, mtime_ns: int, size: int) -> tf.Module:
+    return tf.saved_model.load(path)
+
+
 class BertTextPreprocessing(keras.layers.Layer):
     """Raw strings -> BERT inputs with a TF-Hub preprocessor's ``tokenize`` and ``bert_pack_inputs``,
     cut at ``max_seq_length`` word pieces as in training, and padded only to the batch's longest
@@ -123,7 +139,7 @@ class BertTextPreprocessing(keras.layers.Layer):
     def __init__(self, handle: str, max_seq_length: int = 128, **kwargs):
         super().__init__(trainable=False, **kwargs)
         self.handle, self.max_seq_length = handle, max_seq_length
-        self.preprocessor = tf.saved_model.load(resolve_handle(handle))
+        self.preprocessor = load_preprocessor(handle)
 
     def call(self, text):
         segments = list(text) if isinstance(text, (list, tuple)) else [text]
