@@ -1,9 +1,9 @@
 """A training command as N Ray Train workers: ``python -m app.launch --engine ray --workers 2 -- ...``.
 
-Ray's ``TensorflowTrainer`` places the workers (one CPU each) and sets ``TF_CONFIG`` in each of them;
-each worker runs the command as a child process with that environment, so the command is the same
-one ``app.launch`` and Slurm run. Ray Train V2 also sets ``TF_USE_LEGACY_KERAS=1`` in its workers:
-the project imports ``keras`` (Keras 3) and never ``tf.keras``, so that changes nothing here.
+Ray Train places the workers (one CPU each) and sets ``TF_CONFIG`` in each of them (its
+``DataParallelTrainer`` with `app.launchers.ray_backend`: Ray's ``TensorflowTrainer`` would do the same
+but import TensorFlow into every Ray process); each worker runs the command as a child process with
+that environment, so the command is the same one ``app.launch`` and Slurm run.
 
 With ``max_failures`` Ray restarts the whole group after a worker dies; the restarted workers run
 the command with ``--resume``, which continues from the chief's last finished epoch. Without a
@@ -29,23 +29,26 @@ PR_SET_PDEATHSIG = 1
 
 
 def tensorflow_trainer(command: list[str], workers: int, max_failures: int = 0, output=None, storage_path: str | None = None):
-    """A configured ``ray.train.tensorflow.TensorflowTrainer`` that runs ``command`` on ``workers``
-    workers; ``.fit()`` runs it. The workers print their lines (``[worker i] ...``, the chief's JSON
+    """A configured Ray Train ``DataParallelTrainer`` that runs ``command`` on ``workers`` TensorFlow
+    workers (``TF_CONFIG`` set in each); ``.fit()`` runs it. The workers print their lines (``[worker i] ...``, the chief's JSON
     result among them), or put ``(worker, line)`` on ``output``, a ``ray.util.queue.Queue``, if given."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.tensorflow import TensorflowTrainer
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from app.launchers.ray_backend import TfConfig
 
     if not ray.is_initialized():
         raise UsageError("connect to Ray first (ray.init), then build the trainer")
-    # Ray gives a worker group 60 s to start by default; each worker imports TensorFlow, which on a
-    # loaded 2-core machine took nearly that. Ray Train passes this variable on to its controller.
+    # Ray gives a worker group 60 s to start by default; on a loaded 2-core machine Ray's own start-up
+    # took nearly that (with TensorFlow imported in each worker). Ray Train passes this on to its controller.
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
     starts = ray.remote(num_cpus=0)(StartCounter).remote()
     config = {"command": command, "cwd": os.getcwd(), "output": output, "starts": starts}
-    return TensorflowTrainer(
+    return DataParallelTrainer(
         train_loop_per_worker=run_worker,
         train_loop_config=config,
+        backend_config=TfConfig(),
         scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": 1}),
         run_config=RunConfig(failure_config=FailureConfig(max_failures=max_failures), storage_path=storage_path),
     )
@@ -176,9 +179,9 @@ def launch(command: list[str], workers: int, address: str | None, max_failures: 
     from app.common.quiet import native_stderr_captured
 
     check_request(address, workers, connect_timeout)
-    with native_stderr_captured():  # Ray Train imports TensorFlow
+    with native_stderr_captured():  # Ray's native start-up messages
         import ray
-        import ray.train.tensorflow  # noqa: F401
+        import ray.train  # noqa: F401
         from ray.util.queue import Empty, Queue
 
     connect(address, workers, connect_timeout)
