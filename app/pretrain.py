@@ -57,7 +57,6 @@ def fill_mask_command(encoder_handle: str, preprocessor_handle: str, texts: list
     import tensorflow_text  # noqa: F401  (the preprocessor is made of TF Text ops)
 
     from app.exports.predictions import fill_mask
-    from models.bert.preprocessor import load_preprocessor
     from models.hub_layer import resolve_handle
 
     if not all("[MASK]" in text for text in texts):
@@ -68,7 +67,7 @@ def fill_mask_command(encoder_handle: str, preprocessor_handle: str, texts: list
     encoder = tf.saved_model.load(resolve_handle(encoder_handle))
     if not hasattr(encoder, "mlm"):
         raise UsageError(f"{encoder_handle} has no masked-LM head (encoder.mlm); export one pretrained with python -m app.train mlm")
-    predictions = fill_mask(encoder, load_preprocessor(preprocessor_handle), texts, top_k)
+    predictions = fill_mask(encoder, tf.saved_model.load(resolve_handle(preprocessor_handle)), texts, top_k)
     for text, per_mask in zip(texts, predictions):
         print(text)
         for index, candidates in enumerate(per_mask, 1):

@@ -30,8 +30,9 @@ PR_SET_PDEATHSIG = 1
 
 def tensorflow_trainer(command: list[str], workers: int, max_failures: int = 0, output=None, storage_path: str | None = None):
     """A configured Ray Train ``DataParallelTrainer`` that runs ``command`` on ``workers`` TensorFlow
-    workers (``TF_CONFIG`` set in each); ``.fit()`` runs it. The workers print their lines (``[worker i] ...``, the chief's JSON
-    result among them), or put ``(worker, line)`` on ``output``, a ``ray.util.queue.Queue``, if given."""
+    workers (``TF_CONFIG`` set in each); ``.fit()`` runs it. The workers print their lines
+    (``[worker i] ...``, the chief's JSON result among them), or put ``(worker, line)`` on ``output``,
+    a ``ray.util.queue.Queue``, if given."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
@@ -40,8 +41,8 @@ def tensorflow_trainer(command: list[str], workers: int, max_failures: int = 0, 
 
     if not ray.is_initialized():
         raise UsageError("connect to Ray first (ray.init), then build the trainer")
-    # Ray gives a worker group 60 s to start by default; on a loaded 2-core machine Ray's own start-up
-    # took nearly that (with TensorFlow imported in each worker). Ray Train passes this on to its controller.
+    # Ray gives a worker group 60 s to start by default, which a loaded 2-core machine nearly used up
+    # (when each worker still imported TensorFlow). Ray Train passes this variable on to its controller.
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600")
     starts = ray.remote(num_cpus=0)(StartCounter).remote()
     config = {"command": command, "cwd": os.getcwd(), "output": output, "starts": starts}

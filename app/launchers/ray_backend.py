@@ -1,10 +1,10 @@
 """Ray Train's backend for the TensorFlow workers here: it sets each worker's ``TF_CONFIG``, and nothing else.
 
 Ray's own ``TensorflowTrainer`` is its ``DataParallelTrainer`` with ``TensorflowConfig``, whose package
-imports TensorFlow into the driver, the train controller and every worker actor (four imports per worker
-group, ~4 s of CPU each on 2 cores) only to write ``TF_CONFIG``, and it also sets
-``TF_USE_LEGACY_KERAS=1``. Here a Ray worker only starts the training command as a child process, which
-imports TensorFlow itself, so this backend writes the same ``TF_CONFIG`` without loading TensorFlow.
+imports TensorFlow into the driver, the train controller and every worker actor (~3.5 s of CPU each)
+only to write ``TF_CONFIG``, and it also sets ``TF_USE_LEGACY_KERAS=1``. Here a Ray worker only starts
+the training command as a child process, which imports TensorFlow itself, so this backend writes the
+same ``TF_CONFIG`` without loading TensorFlow.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def set_tf_config(addresses: list[str], rank: int) -> None:
 
 
 class TfConfigBackend(Backend):
+    """Before the training function runs: every worker's address collected, then each worker's ``TF_CONFIG`` set."""
+
     def on_start(self, worker_group, backend_config):
         addresses = worker_group.execute(worker_address)
         ray.get([worker_group.execute_single_async(rank, set_tf_config, addresses, rank) for rank in range(len(worker_group))])
