@@ -94,17 +94,15 @@ def load_mnist(config: MnistConfig = MnistConfig()) -> MnistData:
         x_train, y_train = x_train[: config.max_train_samples], y_train[: config.max_train_samples]
     x_test, y_test = flatten_images(arrays["x_test"]), arrays["y_test"].astype("int32")
 
-    def as_dataset(x, y, shuffle_seed=None):
-        return batch_for_training(
-            tf.data.Dataset.from_tensor_slices((x, y)), config.batch_size, shuffle_seed=shuffle_seed
-        )
+    def as_dataset(x, y, shuffle_seed=None, batch_size=config.batch_size):
+        return batch_for_training(tf.data.Dataset.from_tensor_slices((x, y)), batch_size, shuffle_seed=shuffle_seed)
 
     return MnistData(
         train=as_dataset(x_train, y_train, shuffle_seed=config.seed),
         validation=as_dataset(x_val, y_val),
         # The test set is only scored: its batch size changes no metric, only the number of steps (each
         # with a fixed cost; several workers also synchronise at every one), so it is batched larger.
-        test=batch_for_training(tf.data.Dataset.from_tensor_slices((x_test, y_test)), max(config.batch_size, TEST_BATCH_SIZE)),
+        test=as_dataset(x_test, y_test, batch_size=max(config.batch_size, TEST_BATCH_SIZE)),
         source=path,
         counts={"train": len(x_train), "validation": len(x_val), "test": len(x_test)},
     )

@@ -55,13 +55,10 @@ def minilm_hub(shared_builds) -> Path:
     for it by default (``saved_models/hub/minilm_l6``): notebook 3, which the serving notebook's test
     runs, then finds it there instead of exporting it a second time."""
     from app.common.paths import MINILM_HUB
-    from app.exports.hub import export_hub
-    from models.bert.encoder import load_backbone
-    from models.bert.vocabulary import read_vocabulary
+    from app.exports.hub import export_checkpoint
 
     def build(folder):
-        vocab_file, lower_case = read_vocabulary(MINILM)
-        export_hub(load_backbone(MINILM), vocab_file, lower_case, REPO_ROOT / MINILM_HUB)
+        export_checkpoint(MINILM, REPO_ROOT / MINILM_HUB)
         return {"out": str(REPO_ROOT / MINILM_HUB)}
 
     return Path(build_once(shared_builds / "minilm_hub", build)["out"])

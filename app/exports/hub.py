@@ -34,8 +34,9 @@ import keras
 
 import tensorflow as tf
 
-from models.bert.encoder import KERAS_BACKBONE_ASSET, build_encoder_model
+from models.bert.encoder import KERAS_BACKBONE_ASSET, build_encoder_model, load_backbone
 from models.bert.preprocessor import BERT_INPUTS, DEFAULT_SEQ_LENGTH, build_preprocessor, trace_for_saving
+from models.bert.vocabulary import read_vocabulary
 
 # Beside an encoder exported by app.train mlm: the fine-tuning settings it was measured to need, which
 # app.train bert uses where the user's flags do not say otherwise (TF-Hub and TF Serving ignore assets.extra/).
@@ -127,6 +128,12 @@ def float32_copies(backbone, masked_lm_head=None):
     head = keras_hub.models.BertMaskedLM(backbone=copy, preprocessor=None).masked_lm_head  # built, tied to copy's embedding
     head.set_weights(masked_lm_head.get_weights())
     return copy, head
+
+
+def export_checkpoint(checkpoint: Path, out: Path) -> dict:
+    """A keras-hub BERT checkpoint folder (the shared MiniLM, say) exported whole as handles under ``out``."""
+    vocab_file, lower_case = read_vocabulary(checkpoint)
+    return export_hub(load_backbone(checkpoint), vocab_file, lower_case, out)
 
 
 def export_hub(

@@ -130,13 +130,10 @@ class BertTask(LoraOptions, Task):
         """Export the shared MiniLM in TF-Hub format on first use of the default handles (again if an
         earlier version exported it without its Keras form)."""
         if self.encoder == str(paths.MINILM_HUB / "encoder") and not has_keras_form(paths.MINILM_HUB / "encoder"):
-            from app.exports.hub import export_hub
-            from models.bert.encoder import load_backbone
-            from models.bert.vocabulary import read_vocabulary
+            from app.exports.hub import export_checkpoint
 
             print(f"exporting {paths.MINILM_CHECKPOINT} in TF-Hub format to {paths.MINILM_HUB} (first use)", flush=True)
-            vocab_file, lower_case = read_vocabulary(paths.MINILM_CHECKPOINT)
-            export_hub(load_backbone(paths.MINILM_CHECKPOINT), vocab_file, lower_case, paths.MINILM_HUB)
+            export_checkpoint(paths.MINILM_CHECKPOINT, paths.MINILM_HUB)
 
     def load_data(self, data_dir, batch_size, seed, max_train_samples) -> ClassificationData:
         self.ensure_default_hub()
