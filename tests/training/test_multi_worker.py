@@ -114,12 +114,12 @@ def test_a_worker_whose_peer_never_answers_fails_within_the_cluster_timeout():
         own.close()
         start = time.perf_counter()
         result = run_app(
-            "app.train", "mnist", "--epochs", "1", "--cluster-timeout", "5", prefix=LOOPBACK_ONLY, timeout=120,
+            "app.train", "mnist", "--epochs", "1", "--cluster-timeout", "1", prefix=LOOPBACK_ONLY, timeout=120,
             env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})},
         )
     assert result.returncode != 0 and time.perf_counter() - start < 60
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "waited 5 s for the other workers" in errors[0] and "Traceback" not in result.stderr
+    assert len(errors) == 1 and "waited 1 s for the other workers" in errors[0] and "Traceback" not in result.stderr
 
 
 def test_the_chief_is_worker_0_or_the_named_chief():
@@ -163,9 +163,10 @@ def test_a_time_budget_is_refused_with_several_workers():
 
 
 # Worker 0 listens on its TF_CONFIG port on every interface, as TensorFlow's server does; worker 1
-# connects to it (so it does listen), then worker 0 waits a few seconds before exiting.
+# connects to it (so it does listen), then worker 0 keeps listening until the test has probed the port
+# from the host (the file named by PROBED exists).
 LISTENER = """
-import json, os, socket, time
+import json, os, pathlib, socket, time
 config = json.loads(os.environ["TF_CONFIG"])
 host, port = config["cluster"]["worker"][0].rsplit(":", 1)
 if config["task"]["index"] == 0:
@@ -173,7 +174,10 @@ if config["task"]["index"] == 0:
     print("listening", flush=True)
     server.accept()
     print("reached by worker 1", flush=True)
-    time.sleep(5)
+    for attempt in range(300):
+        if pathlib.Path(os.environ["PROBED"]).exists():
+            break
+        time.sleep(0.1)
 else:
     for attempt in range(100):
         try:
@@ -185,10 +189,12 @@ else:
 
 
 @pytest.mark.parametrize("open_ports", [False, True])
-def test_the_workers_ports_cannot_be_reached_from_the_host_unless_asked(open_ports):
+def test_the_workers_ports_cannot_be_reached_from_the_host_unless_asked(open_ports, tmp_path):
     if not LOOPBACK_ONLY and not open_ports:
         pytest.skip("this OS refuses unprivileged network namespaces: app.launch says so and runs the workers in the host's")
-    job = start_app("app.launch", "--workers", "2", *(["--open-ports"] if open_ports else []), "--", "python", "-c", LISTENER)
+    probed = tmp_path / "probed"
+    job = start_app("app.launch", "--workers", "2", *(["--open-ports"] if open_ports else []), "--", "python", "-c", LISTENER,
+                    env={"PROBED": str(probed)})
     port = None
     for line in job.stdout:
         if match := re.match(r"\[launch\] worker 0: pid \d+, 127\.0\.0\.1:(\d+)", line):
@@ -197,6 +203,7 @@ def test_the_workers_ports_cannot_be_reached_from_the_host_unless_asked(open_por
             break
     with socket.socket() as probe:
         reachable = probe.connect_ex(("127.0.0.1", port)) == 0
+    probed.touch()
     stdout, stderr = job.communicate(timeout=30)
     assert job.returncode == 0, stderr
     assert reachable == open_ports

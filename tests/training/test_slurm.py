@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -17,20 +16,22 @@ from app.training.cluster import cluster_from_environment
 from app.training.slurm import port_base
 from tests.support.commands import assert_one_line_error, run_app
 from tests.support.paths import REPO_ROOT, SHARED_DATA
+from tests.support.slurm import submit_and_wait
 
 SBATCH = REPO_ROOT / "deploy" / "slurm" / "train.sbatch"
 
 
 def test_the_sbatch_script_trains_mnist_on_two_tasks(slurm_cluster, tmp_path):
     # The script's folders (/shared/...) replaced by later flags; small, and without dropout.
-    job = subprocess.run(
-        ["sbatch", "--wait", f"--output={tmp_path / 'job.out'}", str(SBATCH), "--data-dir", str(SHARED_DATA),
+    state = submit_and_wait(
+        slurm_cluster,
+        [f"--output={tmp_path / 'job.out'}", str(SBATCH), "--data-dir", str(SHARED_DATA),
          "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
          "--max-train-samples", "1500", "--epochs", "1", "--batch-size", "16", "--dropout-rate", "0"],
-        cwd=REPO_ROOT, env={**os.environ, **slurm_cluster.env, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=300,
+        timeout=300, cwd=REPO_ROOT, env={"PYTHON": sys.executable},
     )
     output = (tmp_path / "job.out").read_text()
-    assert job.returncode == 0, job.stderr + output[-3000:]
+    assert state == "COMPLETED", output[-3000:]
     lines = [labelled.groups() for line in output.splitlines() if (labelled := re.match(r"\s*(\d+): (.*)", line))]  # srun --label
     digests = {task: digest[1] for task, text in lines if (digest := re.fullmatch(r"worker \d of 2: weights sha256 (\w+)", text))}
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]  # both tasks ended with the same weights
