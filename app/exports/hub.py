@@ -34,6 +34,7 @@ import keras
 
 import tensorflow as tf
 
+from app.exports.savedmodel import traced_as_saving
 from models.bert.encoder import KERAS_BACKBONE_ASSET, build_encoder_model, load_backbone
 from models.bert.preprocessor import BERT_INPUTS, DEFAULT_SEQ_LENGTH, build_preprocessor, trace_for_saving
 from models.bert.vocabulary import read_vocabulary
@@ -149,10 +150,12 @@ def export_hub(
     with tempfile.TemporaryDirectory() as scratch:
         backbone_config = Path(scratch) / KERAS_BACKBONE_ASSET
         backbone_config.write_text(json.dumps(keras.saving.serialize_keras_object(backbone), indent=1))
-        for name, obj in (
-            ("preprocessor", trace_for_saving(build_preprocessor(vocab_file, lower_case, seq_length))),
-            ("encoder", build_encoder(backbone, vocab_file, lower_case, backbone_config, masked_lm_head)),
+        for name, build in (
+            ("preprocessor", lambda: trace_for_saving(build_preprocessor(vocab_file, lower_case, seq_length))),
+            ("encoder", lambda: build_encoder(backbone, vocab_file, lower_case, backbone_config, masked_lm_head)),
         ):
+            with traced_as_saving():  # each function traced once, not again while saving
+                obj = build()
             staging, target = out / f".{name}.staging", out / name
             shutil.rmtree(staging, ignore_errors=True)
             tf.saved_model.save(obj, str(staging), signatures={"serving_default": obj.serve})

@@ -8,6 +8,7 @@ half-written version. ``assets.extra/fromzero.json`` records what the export is;
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.saved_model import save_context
 
 from app.serving.warmup import write_warmup_requests
 
@@ -75,7 +77,7 @@ def export_model(model: keras.Model, spec: ExportSpec, out_dir: str | Path, name
         archive.track(obj)
     for endpoint in spec.endpoints:
         archive.add_endpoint(endpoint.name, endpoint.fn, input_signature=endpoint.input_signature)
-    archive.write_out(str(staging), verbose=False)
+    _write_out_tracing_once(archive, staging)
 
     extra = staging / "assets.extra"
     extra.mkdir(exist_ok=True)
@@ -86,6 +88,30 @@ def export_model(model: keras.Model, spec: ExportSpec, out_dir: str | Path, name
     if spec.warmup_examples:
         write_warmup_requests(staging, name, spec.warmup_examples)
     return _publish(staging, model_dir)
+
+
+@contextlib.contextmanager
+def traced_as_saving():
+    """Trace ``tf.function``s here as ``tf.saved_model.save`` (default options) will: a function keys its
+    traces on the variable policy of the save context it runs in, so whatever was traced outside one is
+    traced again while saving. Exports trace inside this instead, and saving finds the traces made."""
+    with save_context.save_context(tf.saved_model.SaveOptions()):
+        yield
+
+
+def _write_out_tracing_once(archive, path: Path):
+    """``archive.write_out(path)`` with each endpoint traced once, not twice: Keras traces the endpoints
+    to find the variables they use, then saving traces them again; done `traced_as_saving`, the second
+    trace is a cache hit, which roughly halves a GPT export's time. (Keras 3.15's private
+    ``_filter_and_track_resources``; tests/exports/test_savedmodel.py counts the traces.)"""
+    find_variables = archive._filter_and_track_resources
+
+    def find_variables_as_saving_does():
+        with traced_as_saving():
+            find_variables()
+
+    archive._filter_and_track_resources = find_variables_as_saving_does
+    archive.write_out(str(path), verbose=False)
 
 
 def _publish(staging: Path, model_dir: Path) -> Path:
