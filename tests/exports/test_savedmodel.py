@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from app.exports.savedmodel import Endpoint, ExportSpec, export_model, read_metadata
+from app.exports.savedmodel import Endpoint, ExportSpec, export_model, read_metadata, traced_as_saving
 
 
 def test_each_signature_is_traced_once_and_answers_like_the_model(tmp_path):
@@ -38,3 +38,22 @@ def test_each_signature_is_traced_once_and_answers_like_the_model(tmp_path):
     np.testing.assert_allclose(loaded.signatures["serving_default"](features=features)["scores"].numpy(), expected, atol=1e-6)
     assert (loaded.signatures["best"](features=features)["best"].numpy() == expected.argmax(-1)).all()
     assert len(loaded.variables) == len(model.variables)
+
+
+def test_functions_traced_as_saving_are_not_traced_again_by_tf_saved_model_save(tmp_path):
+    traces = collections.Counter()
+    module = tf.Module()
+    module.scale = tf.Variable(2.0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def serve(values):
+        traces["serve"] += 1
+        return {"scaled": values * module.scale}
+
+    module.serve = serve
+    with traced_as_saving():  # as the TF-Hub exporter builds its objects
+        serve.get_concrete_function()
+    tf.saved_model.save(module, str(tmp_path / "saved"), signatures={"serving_default": serve})
+    assert traces == {"serve": 1}
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))
+    assert loaded.signatures["serving_default"](values=tf.constant([1.5]))["scaled"].numpy().tolist() == [3.0]
