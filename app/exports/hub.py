@@ -150,12 +150,10 @@ def export_hub(
     with tempfile.TemporaryDirectory() as scratch:
         backbone_config = Path(scratch) / KERAS_BACKBONE_ASSET
         backbone_config.write_text(json.dumps(keras.saving.serialize_keras_object(backbone), indent=1))
-        for name, build in (
-            ("preprocessor", lambda: trace_for_saving(build_preprocessor(vocab_file, lower_case, seq_length))),
-            ("encoder", lambda: build_encoder(backbone, vocab_file, lower_case, backbone_config, masked_lm_head)),
-        ):
-            with traced_as_saving():  # each function traced once, not again while saving
-                obj = build()
+        with traced_as_saving():  # each function traced once, not again while saving
+            preprocessor = trace_for_saving(build_preprocessor(vocab_file, lower_case, seq_length))
+            encoder = build_encoder(backbone, vocab_file, lower_case, backbone_config, masked_lm_head)
+        for name, obj in (("preprocessor", preprocessor), ("encoder", encoder)):
             staging, target = out / f".{name}.staging", out / name
             shutil.rmtree(staging, ignore_errors=True)
             tf.saved_model.save(obj, str(staging), signatures={"serving_default": obj.serve})
