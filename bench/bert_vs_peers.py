@@ -33,7 +33,7 @@ PEER_VENV = Path(os.environ.get("FROMZERO_PEER_VENV", Path.home() / ".cache" / "
 FIGURES = ("train_samples_per_s", "inference_samples_per_s")
 
 
-def sst2(train_samples: int):
+def sst2(train_samples: int, seed: int = SEED):
     import numpy as np
 
     from data_pipelines.sources import resolve_data_file
@@ -41,7 +41,7 @@ def sst2(train_samples: int):
 
     train = read_labelled_text(resolve_data_file(SST2_TRAIN), "sentence", "label")
     dev = read_labelled_text(resolve_data_file(SST2_DEV), "sentence", "label")
-    order = np.random.default_rng(SEED).permutation(len(train.texts))[:train_samples]
+    order = np.random.default_rng(seed).permutation(len(train.texts))[:train_samples]
     return train.texts[order].tolist(), train.labels[order], dev.texts.tolist(), dev.labels
 
 

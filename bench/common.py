@@ -62,6 +62,11 @@ def alternate(sides: dict[str, Callable[[Path], dict]], rounds: int) -> dict[str
     return summarize(results)
 
 
+def round_of(workdir: Path) -> int:
+    """The round (from 0) that a side's folder belongs to: `alternate` names it ``<side>-<round>``."""
+    return int(Path(workdir).name.rsplit("-", 1)[1])
+
+
 def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
     """Each side's rounds as one row: the median of each number, the maximum of memory, and a value
     that is not a number (a precision's name, None) as the first round gave it."""

@@ -2,9 +2,10 @@
 (the QLoRA idea) in the project, against Hugging Face PEFT's LoRA (fp32 and bf16 autocast), on one
 machine, alternating, >= 3 rounds for medians.
 
-Every side fine-tunes the shared MiniLM on the same 4,000 shuffled SST-2 training sentences (seed 0)
-for 2 epochs, batch 16, at most 64 word pieces, AdamW with a linear warm-up (10 %) and decay, and is
-scored on the 872 dev sentences (`test.tsv` is never read). Learning rates: each method's default in
+Every side fine-tunes the shared MiniLM on the same 4,000 shuffled SST-2 training sentences for 2 epochs, batch 16, at most 64 word pieces, AdamW with a linear warm-up (10 %) and decay, and is
+scored on the 872 dev sentences (`test.tsv` is never read). Round k uses seed k for every side (the
+sentences drawn, the initial weights, the order), so accuracies are medians over seeds and each round's
+sides train on the same sentences. Learning rates: each method's default in
 `app.train bert` (`app.tasks.bert.LEARNING_RATES`: full 5e-5, LoRA 3e-3, frozen 1e-2, measured on this
 MiniLM), and PEFT at the LoRA rate, so the two LoRAs differ in implementation only. LoRA
 targets ``query`` and ``value`` with alpha = rank on both sides. Hugging Face runs in the venv of
@@ -29,9 +30,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from bert_vs_peers import PEER_VENV, run_hf_peer, sst2
-from common import alternate
+from common import alternate, round_of
 
-SEED, BATCH_SIZE, EPOCHS, MAX_LENGTH, WARMUP = 0, 16, 2, 64, 0.1
+BATCH_SIZE, EPOCHS, MAX_LENGTH, WARMUP = 16, 2, 64, 0.1
 
 
 def folder_bytes(folder: Path) -> int:
@@ -53,7 +54,7 @@ def train_side(workdir: Path, train_samples: int, finetune: str, rank: int, int8
     task = task_class(finetune=finetune, lora_rank=rank, max_seq_length=MAX_LENGTH)
     config = TrainConfig(
         epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=None,  # None: the method's default rate
-        seed=SEED, max_train_samples=train_samples, patience=EPOCHS, quiet=True, out=str(workdir / "saved"), runs_dir=str(workdir / "runs"),
+        seed=round_of(workdir), max_train_samples=train_samples, patience=EPOCHS, quiet=True, out=str(workdir / "saved"), runs_dir=str(workdir / "runs"),
     )
     summary = train(task, config).summary
     return {
@@ -88,10 +89,10 @@ def int8_base_task():
 
 def huggingface_peft(workdir: Path, train_samples: int, precision: str, learning_rate: float, versions: dict) -> dict:
     """bench/hf_peer.py with PEFT's LoRA (rank 8 on query/value) in the peer venv, on the same sentences."""
-    train_texts, train_labels, dev_texts, dev_labels = sst2(train_samples)
+    train_texts, train_labels, dev_texts, dev_labels = sst2(train_samples, round_of(workdir))
     figures = run_hf_peer(workdir, {
         "train_texts": train_texts, "train_labels": train_labels.tolist(), "dev_texts": dev_texts, "dev_labels": dev_labels.tolist(),
-        "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "learning_rate": learning_rate, "seed": SEED, "epochs": EPOCHS,
+        "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "learning_rate": learning_rate, "seed": round_of(workdir), "epochs": EPOCHS,
         "warmup_fraction": WARMUP, "lora": {"rank": 8, "alpha": 8, "targets": ["query", "value"]},
     }, precision, versions)
     figures.pop("inference_samples_per_s")
@@ -146,7 +147,7 @@ def main() -> None:
             lora8_accuracy_minus_peft_fastest=round(results["lora8"]["dev_accuracy"] - results[fastest]["dev_accuracy"], 4),
         )
     settings = {
-        "rounds": args.rounds, "train_samples": args.train_samples, "epochs": EPOCHS, "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH,
+        "rounds": args.rounds, "seeds": list(range(args.rounds)), "train_samples": args.train_samples, "epochs": EPOCHS, "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH,
         "learning_rates": {**LEARNING_RATES, "peft": LEARNING_RATES["lora"]},
     }
     print(json.dumps({"bench": "finetuning_methods", **cpu, **settings, **results, "ratios": ratios, "versions": versions, "notes": notes}),

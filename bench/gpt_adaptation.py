@@ -1,5 +1,6 @@
-"""A GPT adapted to a new text: continuing from the Shakespeare GPT (every weight, or LoRA) against
-training the same model from zero, at equal wall-clock, by validation loss on the new text.
+"""A GPT adapted to a new text: continuing from the Shakespeare GPT (every weight, or LoRA on the
+default ``query,value`` or on every projection of the blocks) against training the same model from
+zero, at equal wall-clock, by validation loss on the new text.
 
 The new text is modern film reviews: the first SST-2 training sentences (``--sentences``, in file
 order), one per line, written to a temporary file (nothing from ``../shared`` is copied into the
@@ -48,11 +49,11 @@ def shakespeare_gpt(folder: Path, minutes: float | None) -> str:
     return summary["export_dir"]
 
 
-def adapt(workdir: Path, text: Path, minutes: float, init_from: str | None, finetune: str) -> dict:
+def adapt(workdir: Path, text: Path, minutes: float, init_from: str | None, finetune: str, **lora) -> dict:
     from app.tasks import GptTask
     from app.training.trainer import TrainConfig, train
 
-    task = GptTask(text_file=str(text), init_from=init_from, finetune=finetune)
+    task = GptTask(text_file=str(text), init_from=init_from, finetune=finetune, **lora)
     config = TrainConfig(
         epochs=1000, patience=1000, max_minutes=minutes, learning_rate=LEARNING_RATES["zero" if init_from is None else finetune],
         quiet=True, out=str(workdir / "saved"), runs_dir=str(workdir / "runs"),
@@ -69,6 +70,7 @@ def adapt(workdir: Path, text: Path, minutes: float, init_from: str | None, fine
 
 def main() -> None:
     from app.training import devices
+    from models.lora import LORA_TARGETS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--init-from", help="the Shakespeare GPT export (default: train one first)")
@@ -85,6 +87,7 @@ def main() -> None:
             "from_zero": lambda workdir: adapt(workdir, text, args.minutes, None, "full"),
             "from_shakespeare_full": lambda workdir: adapt(workdir, text, args.minutes, init_from, "full"),
             "from_shakespeare_lora": lambda workdir: adapt(workdir, text, args.minutes, init_from, "lora"),
+            "from_shakespeare_lora_every_projection": lambda workdir: adapt(workdir, text, args.minutes, init_from, "lora", lora_targets=LORA_TARGETS),
         }
         results = alternate(sides, args.rounds)
     zero = results["from_zero"]["validation_loss"]

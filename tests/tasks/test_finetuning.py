@@ -33,9 +33,9 @@ def parameters(loaded) -> int:
 def test_lora_trains_only_the_updates_and_the_head(trained_bert_lora, tiny_hub):
     summary = trained_bert_lora.summary
     assert summary["finetune"] == "lora" and summary["lora"] == {"rank": 4, "alpha": 4, "targets": ["query", "value"]}
-    # By hand: the tiny encoder (width 32, 2 heads of 16, 2 layers); Keras factors each query/value
-    # kernel [32, 2, 16] as A [32, 2, 4] @ B [4, 16]; the head is a [32, 2] Dense.
-    per_layer = 2 * (32 * 2 * 4 + 4 * 16)
+    # By hand: the tiny encoder (width 32, 2 heads of 16, 2 layers); each query/value kernel
+    # [32, 2, 16] is factored as the paper's [32, 32] matrix: A [32, 4] @ B [4, 2, 16]; the head is a [32, 2] Dense.
+    per_layer = 2 * (32 * 4 + 4 * 2 * 16)
     assert summary["trainable_parameters"] == 2 * per_layer + (32 * 2 + 2)
     assert summary["trainable_parameters"] < 0.01 * summary["total_parameters"]
     assert summary["peak_rss_mb"] > 0
@@ -132,7 +132,7 @@ def plain_hub(tiny_hub, tmp_path_factory) -> Path:
     "flags, expected",
     [
         (["--finetune", "lora", "--lora-rank", "0"], ["--lora-rank", "0"]),
-        (["--finetune", "lora", "--lora-rank", "17"], ["rank 17 is above the width 16 of layer"]),
+        (["--finetune", "lora", "--lora-rank", "33"], ["rank 33 is above the width 32 of layer"]),
         (["--finetune", "lora", "--lora-targets", "query,keys"], ["unknown layer keys", "attention_output"]),
         (["--adapter", "ADAPTER"], ["--adapter", "--finetune lora"]),
         (["--finetune", "lora", "--lora-rank", "2", "--adapter", "ADAPTER"], ["--adapter", "another model", "lora_kernel"]),
@@ -219,8 +219,8 @@ def test_app_train_gpt_init_from_adapts_with_lora_and_exports(trained_gpt, revie
     base = json.loads((Path(trained_gpt.export_dir) / "assets.extra" / "fromzero.json").read_text())["gpt_config"]
     exported = json.loads((Path(summary["export_dir"]) / "assets.extra" / "fromzero.json").read_text())
     assert exported["gpt_config"] == base and exported["init_from"] == summary["init_from"]
-    # tiny GPT: 2 blocks, width 32, 2 heads of 16; rank 8 on query and value: A [32, 2, 8], B [8, 16].
-    assert summary["trainable_parameters"] == 2 * 2 * (32 * 2 * 8 + 8 * 16)
+    # tiny GPT: 2 blocks, width 32, 2 heads of 16; rank 8 on query and value: A [32, 8], B [8, 2, 16].
+    assert summary["trainable_parameters"] == 2 * 2 * (32 * 8 + 8 * 2 * 16)
     assert Path(summary["adapter"]).is_file()
     assert not [variable for variable in tf.saved_model.load(summary["export_dir"]).variables if "lora" in variable.name]
 
