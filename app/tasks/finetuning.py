@@ -19,15 +19,18 @@ def lora_targets(text: str) -> tuple[str, ...]:
     return names
 
 
+def lora_targets_option(default: tuple[str, ...]):
+    """The ``--lora-targets`` flag with a task's own default."""
+    return option(default, f"comma-separated layers given LoRA updates, of: {', '.join(LORA_TARGETS)}", type=lora_targets)
+
+
 @dataclass(frozen=True)
 class LoraOptions:
     """A task's LoRA settings, used with ``--finetune lora``."""
 
     lora_rank: int = option(8, "rank of each LoRA update (--finetune lora)", type=positive_int)
     lora_alpha: float | None = option(help="LoRA updates are scaled by alpha / rank", default_text="= --lora-rank", type=positive_float)
-    lora_targets: tuple[str, ...] = option(
-        ("query", "value"), f"comma-separated layers given LoRA updates, of: {', '.join(LORA_TARGETS)}", type=lora_targets
-    )
+    lora_targets: tuple[str, ...] = lora_targets_option(("query", "value"))  # the paper's and PEFT's choice
 
     def add_lora(self, model) -> None:
         """Freeze ``model`` and add these LoRA updates to it; a rank or target it cannot take is a usage error."""

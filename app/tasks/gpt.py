@@ -19,10 +19,11 @@ from app.common.cli import dropout_rate
 from app.common.errors import UsageError
 from app.exports.savedmodel import ExportSpec, read_metadata, resolve_version
 from app.tasks.base import TrainDefaults, option
-from app.tasks.finetuning import LoraOptions
+from app.tasks.finetuning import LoraOptions, lora_targets_option
 from app.tasks.lm import NextTokenTask, TextData
 from models.decoding import IncrementalDecoder
 from models.gpt import PRESETS, GptConfig, build_gpt, gpt_decoder
+from models.lora import LORA_TARGETS
 from models.saved_weights import copy_saved_weights
 
 WARMUP_STEPS = 100
@@ -63,6 +64,9 @@ class GptTask(LoraOptions, NextTokenTask):
     finetune: str = option(
         "full", "with --init-from: full = every weight trains; lora = low-rank updates of --lora-targets only", choices=("full", "lora")
     )
+    # A character GPT moving to a new text must change its feed-forward layers too: with LoRA on
+    # query,value only it ended above a GPT trained from zero (bench/gpt_adaptation.py, docs/finetuning.md).
+    lora_targets: tuple[str, ...] = lora_targets_option(LORA_TARGETS)
 
     name = "gpt"
     summary = "GPT-style Transformer language model on Tiny Shakespeare (or --text-file)"

@@ -16,6 +16,7 @@ import tensorflow as tf
 from app.serving.process import start_server
 from app.serving.warmup import read_warmup_requests
 from app.training.adapters import LoraBackupAndRestore, adapter_settings
+from models.lora import LORA_TARGETS
 from tests.support.commands import assert_one_line_error, last_json_line, run_in_process
 from tests.support.http import post_json
 
@@ -219,8 +220,10 @@ def test_app_train_gpt_init_from_adapts_with_lora_and_exports(trained_gpt, revie
     base = json.loads((Path(trained_gpt.export_dir) / "assets.extra" / "fromzero.json").read_text())["gpt_config"]
     exported = json.loads((Path(summary["export_dir"]) / "assets.extra" / "fromzero.json").read_text())
     assert exported["gpt_config"] == base and exported["init_from"] == summary["init_from"]
-    # tiny GPT: 2 blocks, width 32, 2 heads of 16; rank 8 on query and value: A [32, 8], B [8, 2, 16].
-    assert summary["trainable_parameters"] == 2 * 2 * (32 * 8 + 8 * 2 * 16)
+    # tiny GPT: 2 blocks, width 32, feed-forward 128; rank 8 on every projection (the GPT's default
+    # targets): query, key, value, attention_output [32 x 32] and the feed-forward [32 x 128], [128 x 32].
+    assert summary["lora"]["targets"] == list(LORA_TARGETS)
+    assert summary["trainable_parameters"] == 2 * (4 * 8 * (32 + 32) + 2 * 8 * (32 + 128))
     assert Path(summary["adapter"]).is_file()
     assert not [variable for variable in tf.saved_model.load(summary["export_dir"]).variables if "lora" in variable.name]
 
