@@ -2,10 +2,11 @@
 (the QLoRA idea) in the project, against Hugging Face PEFT's LoRA (fp32 and bf16 autocast), on one
 machine, alternating, >= 3 rounds for medians.
 
-Every side fine-tunes the shared MiniLM on the same 4,000 shuffled SST-2 training sentences for 2 epochs, batch 16, at most 64 word pieces, AdamW with a linear warm-up (10 %) and decay, and is
-scored on the 872 dev sentences (`test.tsv` is never read). Round k uses seed k for every side (the
-sentences drawn, the initial weights, the order), so accuracies are medians over seeds and each round's
-sides train on the same sentences. Learning rates: each method's default in
+Every side fine-tunes the shared MiniLM on the same 4,000 shuffled SST-2 training sentences for 2
+epochs, batch 16, at most 64 word pieces, AdamW with a linear warm-up (10 %) and decay, and is scored
+on the 872 dev sentences (`test.tsv` is never read). Round k uses seed k for every side (the sentences
+drawn, the initial weights, the order), so accuracies are medians over seeds and each round's sides
+train on the same sentences. Learning rates: each method's default in
 `app.train bert` (`app.tasks.bert.LEARNING_RATES`: full 5e-5, LoRA 3e-3, frozen 1e-2, measured on this
 MiniLM), and PEFT at the LoRA rate, so the two LoRAs differ in implementation only. LoRA
 targets ``query`` and ``value`` with alpha = rank on both sides. Hugging Face runs in the venv of
@@ -89,10 +90,11 @@ def int8_base_task():
 
 def huggingface_peft(workdir: Path, train_samples: int, precision: str, learning_rate: float, versions: dict) -> dict:
     """bench/hf_peer.py with PEFT's LoRA (rank 8 on query/value) in the peer venv, on the same sentences."""
-    train_texts, train_labels, dev_texts, dev_labels = sst2(train_samples, round_of(workdir))
+    seed = round_of(workdir)
+    train_texts, train_labels, dev_texts, dev_labels = sst2(train_samples, seed)
     figures = run_hf_peer(workdir, {
         "train_texts": train_texts, "train_labels": train_labels.tolist(), "dev_texts": dev_texts, "dev_labels": dev_labels.tolist(),
-        "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "learning_rate": learning_rate, "seed": round_of(workdir), "epochs": EPOCHS,
+        "batch_size": BATCH_SIZE, "max_length": MAX_LENGTH, "learning_rate": learning_rate, "seed": seed, "epochs": EPOCHS,
         "warmup_fraction": WARMUP, "lora": {"rank": 8, "alpha": 8, "targets": ["query", "value"]},
     }, precision, versions)
     figures.pop("inference_samples_per_s")

@@ -72,7 +72,7 @@ class MatrixLoraEinsumDense(keras.layers.EinsumDense):
     def enable_lora(self, rank, lora_alpha=None, a_initializer="he_uniform", b_initializer="zeros"):
         if not self.built or self.lora_enabled or self.activation not in (None, keras.activations.linear) or self.quantization_mode not in (None, "int8"):
             raise ValueError(f"LoRA needs {self.name} built, without LoRA yet, without an activation, with a float or int8 kernel")
-        split = EinsumSplit.of(self.equation)
+        self.lora_split = split = EinsumSplit.of(self.equation)
         input_sizes, output_sizes = split.sizes(self._kernel.shape)
         self._tracker.unlock()
         self.lora_kernel_a = self.add_weight(name="lora_kernel_a", shape=(*input_sizes, rank), initializer=a_initializer, dtype="float32")
@@ -97,13 +97,13 @@ class MatrixLoraEinsumDense(keras.layers.EinsumDense):
             outputs = frozen_call(inputs, training=training)
         finally:
             self.lora_enabled = True
-        split = EinsumSplit.of(self.equation)
+        split = self.lora_split
         update = keras.ops.einsum(split.up, keras.ops.einsum(split.down, inputs, self.lora_kernel_a), self.lora_kernel_b)
         return outputs + keras.ops.cast((self.lora_alpha / self.lora_rank) * update, outputs.dtype)
 
     def lora_update(self):
         """``A B`` laid out as the kernel (unscaled)."""
-        return keras.ops.einsum(EinsumSplit.of(self.equation).merge, self.lora_kernel_a, self.lora_kernel_b)
+        return keras.ops.einsum(self.lora_split.merge, self.lora_kernel_a, self.lora_kernel_b)
 
     @contextlib.contextmanager
     def _as_keras_factors(self):
