@@ -9,10 +9,7 @@ For every variant (each export's float32 SavedModel and the ``.tflite`` models `
 next to it; missing ones are converted first): parameters, file size, SST-2 dev accuracy, latency
 at batch 1 (one sentence per call, text in, probabilities out, tokenization included; p50/p99 over
 ``--sentences`` dev sentences) and throughput at batch 32. Variants take turns within each round;
-figures are medians over ``--rounds``. Each variant is timed in a fresh process holding it alone, as
-a server runs one model: timed side by side in one process, the variants slowed each other unevenly
-(a pruned classifier's LiteRT int8 measured 1.21x its teacher's in one process, 1.60x alone;
-docs/benchmarks.md). The SavedModels run with TensorFlow's threads set as
+figures are medians over ``--rounds``. The SavedModels run with TensorFlow's threads set as
 ``app.serve`` sets them: one thread inside each call (``--intra-op-threads 1``; 0 = TensorFlow's
 default of every core, whose hand-offs cost a small model more than its arithmetic) and TensorFlow's
 default between ops (``--inter-op-threads 0``). Each student trained on hard labels only (``python -m
@@ -26,17 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import statistics
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import pandas as pd
 from common import REPO_ROOT  # noqa: F401  (offline defaults)
 
 from app.training.devices import cpu_model, set_threads, thread_settings
 from app.exports.savedmodel import resolve_version
-from app.exports.variants import LiteRtVariant, SavedModelVariant, dev_accuracy, timed_round, variants_of
+from app.exports.variants import SavedModelVariant, dev_accuracy, timed_round, variants_of
 from data_pipelines.sources import resolve_data_file
 from data_pipelines.text_classification import SST2_DEV
 
@@ -52,21 +46,6 @@ def markdown_table(results: dict) -> str:
             f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['batch32_per_s']:.0f} |"
         )
     return "\n".join(lines)
-
-
-def timed_alone(variant, texts, sentences: int, threads: tuple[int, int]) -> dict:
-    """One timed round of ``variant`` in a new process that loads it alone (after a warm-up: the
-    first calls trace graphs and size LiteRT's tensors)."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as process:
-        kind = "litert" if isinstance(variant, LiteRtVariant) else "savedmodel"
-        return process.submit(time_in_this_process, kind, variant.path, texts, sentences, threads).result()
-
-
-def time_in_this_process(kind: str, path: Path, texts, sentences: int, threads: tuple[int, int]) -> dict:
-    set_threads(*threads)
-    variant = LiteRtVariant(path, parameters=0) if kind == "litert" else SavedModelVariant(path)
-    timed_round(variant, texts[:64], 8)
-    return timed_round(variant, texts, sentences)
 
 
 def labelled(pairs: list[str]) -> dict[str, str]:
@@ -109,9 +88,11 @@ def main() -> None:
     hard_label_accuracy = {label: dev_accuracy(SavedModelVariant(resolve_version(export)), texts, labels)
                            for label, export in hard_label_students.items()}
     rounds = {name: [] for name in variants}
+    for variant in variants.values():  # warm-up: first calls trace graphs and size LiteRT's tensors
+        timed_round(variant, texts[:64], 8)
     for number in range(args.rounds):
         for name, variant in variants.items():
-            rounds[name].append(timed_alone(variant, texts, args.sentences, (args.intra_op_threads, args.inter_op_threads)))
+            rounds[name].append(timed_round(variant, texts, args.sentences))
             print(f"round {number + 1}: {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in rounds[name][-1].items()), flush=True)
     for name, runs in rounds.items():
         results[name].update({key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]})
