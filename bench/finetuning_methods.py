@@ -58,7 +58,7 @@ def train_side(workdir: Path, train_samples: int, finetune: str, rank: int, int8
     task = task_class(finetune=finetune, lora_rank=rank, max_seq_length=MAX_LENGTH)
     config = TrainConfig(
         epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=None,  # None: the method's default rate
-        mixed_precision=precision,  # auto keeps float32 on runs this short (app.training.autotune)
+        mixed_precision=precision,  # auto: as a user's run gets it (one this short mostly skips the probe, app.training.autotune)
         seed=round_of(workdir), max_train_samples=train_samples, patience=EPOCHS, quiet=True, out=str(workdir / "saved"), runs_dir=str(workdir / "runs"),
     )
     summary = train(task, config).summary
