@@ -104,6 +104,8 @@ class BertTask(LoraOptions, Task):
     summary = "fine-tune a TF-Hub BERT encoder on SST-2 sentiment (or --train-file)"
     export_name = "bert_sst2"
     handle_flags = ("--encoder", "--preprocessor")  # the command-line flags that set them, for error messages
+    # bf16 is oneDNN's graph rewrite: a TF-Hub encoder allows nothing else, and for LoRA's Keras-layer
+    # encoder it trained faster than a mixed_bfloat16 policy (docs/finetuning.md).
     restored_graph = True
 
     @property
