@@ -1,6 +1,6 @@
 """A GPT adapted to a new text: continuing from the Shakespeare GPT (every weight, or LoRA on the
-default ``query,value`` or on every projection of the blocks) against training the same model from
-zero, at equal wall-clock, by validation loss on the new text.
+GPT's default targets, every projection of the blocks, or on ``query,value`` only) against training the
+same model from zero, at equal wall-clock, by validation loss on the new text.
 
 The new text is modern film reviews: the first SST-2 training sentences (``--sentences``, in file
 order), one per line, written to a temporary file (nothing from ``../shared`` is copied into the
@@ -70,7 +70,6 @@ def adapt(workdir: Path, text: Path, minutes: float, init_from: str | None, fine
 
 def main() -> None:
     from app.training import devices
-    from models.lora import LORA_TARGETS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--init-from", help="the Shakespeare GPT export (default: train one first)")
@@ -87,7 +86,8 @@ def main() -> None:
             "from_zero": lambda workdir: adapt(workdir, text, args.minutes, None, "full"),
             "from_shakespeare_full": lambda workdir: adapt(workdir, text, args.minutes, init_from, "full"),
             "from_shakespeare_lora": lambda workdir: adapt(workdir, text, args.minutes, init_from, "lora"),
-            "from_shakespeare_lora_every_projection": lambda workdir: adapt(workdir, text, args.minutes, init_from, "lora", lora_targets=LORA_TARGETS),
+            "from_shakespeare_lora_query_value": lambda workdir: adapt(
+                workdir, text, args.minutes, init_from, "lora", lora_targets=("query", "value")),
         }
         results = alternate(sides, args.rounds)
     zero = results["from_zero"]["validation_loss"]

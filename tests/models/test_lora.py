@@ -21,7 +21,8 @@ def attention() -> keras.Model:
 
 
 def projection_inputs(name):
-    """What the projection ``name`` receives in ``layer``'s call on INPUTS."""
+    """Inputs of the projection's own shape: INPUTS [3, 5, width 8] for ``query``, random
+    [3, 5, 2 heads, 4] for ``attention_output``."""
     if name == "query":
         return INPUTS
     return RNG.normal(size=(3, 5, 2, 4)).astype("float32")
